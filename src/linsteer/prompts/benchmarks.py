@@ -1,0 +1,374 @@
+"""Benchmark loaders: GSM8K, MGSM, MMLU-Pro, GSM-Symbolic, PopQA.
+
+Each loader reads a local file in the dataset's published format, or - when ``path`` is None -
+fetches the dataset from the Hugging Face hub through the optional ``datasets`` package
+(imported lazily). Every problem is reported as a one-line :class:`LinsteerError` naming the
+file and, for bad rows, the line number.
+
+Published formats understood:
+
+* ``gsm8k`` / ``gsm_symbolic``: JSONL with ``question`` and ``answer`` (gold after ``#### ``).
+  A directory is accepted too (``{dir}/{split}.jsonl``).
+* ``mgsm``: TSV ``question<TAB>answer``, no header (``{dir}/mgsm_{language}.tsv``).
+* ``mmlu_pro``: JSONL with ``question_id, question, options, answer, answer_index,
+  cot_content, category, src`` (``{dir}/{split}.jsonl``).
+* ``popqa``: TSV, CSV or JSONL with ``question`` and ``possible_answers`` (a JSON list).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from linsteer.errors import LinsteerError
+from linsteer.prompts.items import GenItem, MCItem
+
+KNOWN_BENCHMARKS: tuple[str, ...] = ("gsm8k", "mgsm", "mmlu_pro", "gsm_symbolic", "popqa")
+
+_HUB: dict[str, tuple[str, str | None]] = {
+    "gsm8k": ("openai/gsm8k", "main"),
+    "mgsm": ("juletxara/mgsm", None),  # config = language
+    "mmlu_pro": ("TIGER-Lab/MMLU-Pro", None),
+    "gsm_symbolic": ("apple/GSM-Symbolic", "main"),
+    "popqa": ("akariasai/PopQA", None),
+}
+
+_LETTERS = "ABCDEFGHIJKLMNOP"
+
+Row = Mapping[str, Any]
+
+
+def _one_line(exc: BaseException | str) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def normalize_number(text: str) -> str:
+    """Normalise a numeric final answer: drop commas, ``$``, spaces, a trailing period,
+    and write integral values without a decimal part (``"1,000.0"`` -> ``"1000"``)."""
+    t = text.strip().replace(",", "").replace("$", "").replace(" ", "").rstrip(".")
+    try:
+        v = float(t)
+    except ValueError:
+        return text.strip()
+    if v.is_integer() and "e" not in t.lower():
+        return str(int(v))
+    return t
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _require_file(name: str, path: Path) -> None:
+    if not path.exists():
+        raise LinsteerError(
+            f"{name}: file not found: {path}; pass the path of a local copy in the published format"
+        )
+    if not path.is_file():
+        raise LinsteerError(f"{name}: {path} is not a file; pass a file path")
+
+
+def _jsonl_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LinsteerError(
+                    f"{name}: {path} line {lineno}: invalid JSON ({_one_line(e)}); "
+                    "fix or remove that line"
+                ) from None
+            if not isinstance(row, dict):
+                raise LinsteerError(
+                    f"{name}: {path} line {lineno}: expected a JSON object, got "
+                    f"{type(row).__name__}; fix or remove that line"
+                )
+            yield lineno, row
+
+
+def _delimited_rows(name: str, path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        try:
+            for row in reader:
+                if None in row:
+                    raise LinsteerError(
+                        f"{name}: {path} line {reader.line_num}: more columns than the header; "
+                        "fix that line"
+                    )
+                yield reader.line_num, row
+        except csv.Error as e:
+            raise LinsteerError(
+                f"{name}: {path} line {reader.line_num}: malformed row ({_one_line(e)}); "
+                "fix that line"
+            ) from None
+
+
+def _table_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return _jsonl_rows(name, path)
+    if suffix == ".tsv":
+        return _delimited_rows(name, path, "\t")
+    if suffix == ".csv":
+        return _delimited_rows(name, path, ",")
+    raise LinsteerError(
+        f"{name}: cannot tell the format of {path} (suffix {suffix or 'none'}); "
+        "use a .jsonl, .tsv or .csv file"
+    )
+
+
+def _field(name: str, where: str, row: Row, key: str) -> Any:
+    if key not in row or row[key] is None:
+        raise LinsteerError(
+            f"{name}: {where}: missing field {key!r}; each row needs it"
+        )
+    return row[key]
+
+
+def _str_field(name: str, where: str, row: Row, key: str) -> str:
+    v = _field(name, where, row, key)
+    if not isinstance(v, str) or not v.strip():
+        raise LinsteerError(f"{name}: {where}: field {key!r} must be a non-empty string")
+    return v
+
+
+# --------------------------------------------------------------------------- row converters
+
+
+def _gsm_gold(name: str, where: str, answer: str) -> str:
+    if "####" not in answer:
+        raise LinsteerError(
+            f"{name}: {where}: answer has no '#### ' final-answer marker; fix that row"
+        )
+    return normalize_number(answer.split("####")[-1])
+
+
+def _gsm_item(name: str, tag: str) -> Callable[[int, str, Row], GenItem]:
+    def conv(idx: int, where: str, row: Row) -> GenItem:
+        q = _str_field(name, where, row, "question")
+        a = _field(name, where, row, "answer")
+        a = str(a)
+        rid = row.get("id", idx)
+        inst = row.get("instance")
+        ident = f"{name}:{tag}:{rid}" if inst is None else f"{name}:{tag}:{rid}-{inst}"
+        return GenItem(ident, q, _gsm_gold(name, where, a), name, {"solution": a})
+
+    return conv
+
+
+def _mmlu_item(name: str, where: str, row: Row) -> MCItem:
+    q = _str_field(name, where, row, "question")
+    options = _field(name, where, row, "options")
+    # the published MMLU-Pro test split has a handful of single-option items; keep them
+    if not isinstance(options, list | tuple) or len(options) < 1:
+        raise LinsteerError(f"{name}: {where}: field 'options' must be a non-empty list")
+    opts = tuple(str(o) for o in options)
+    idx = _field(name, where, row, "answer_index")
+    try:
+        gold = int(idx)
+    except (TypeError, ValueError):
+        raise LinsteerError(f"{name}: {where}: answer_index {idx!r} is not an integer") from None
+    if not 0 <= gold < len(opts):
+        raise LinsteerError(
+            f"{name}: {where}: answer_index {gold} is outside 0..{len(opts) - 1}"
+        )
+    letter = str(row.get("answer", _LETTERS[gold]))
+    if letter != _LETTERS[gold]:
+        raise LinsteerError(
+            f"{name}: {where}: answer {letter!r} disagrees with answer_index {gold} "
+            f"({_LETTERS[gold]!r}); fix that row"
+        )
+    category = str(_field(name, where, row, "category"))
+    qid = row.get("question_id", where)
+    meta = {
+        "question_id": qid,
+        "category": category,
+        "src": str(row.get("src", "")),
+        "cot_content": str(row.get("cot_content") or ""),
+        "answer": letter,
+    }
+    return MCItem(f"mmlu_pro:{qid}", q, opts, gold, f"mmlu_pro:{category}", meta)
+
+
+def _popqa_item(name: str, where: str, idx: int, row: Row) -> GenItem:
+    q = _str_field(name, where, row, "question")
+    raw = _field(name, where, row, "possible_answers")
+    if isinstance(raw, str):
+        try:
+            answers = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise LinsteerError(
+                f"{name}: {where}: possible_answers is not a JSON list ({_one_line(e)})"
+            ) from None
+    else:
+        answers = raw
+    if not isinstance(answers, list) or not answers:
+        raise LinsteerError(f"{name}: {where}: possible_answers must be a non-empty list")
+    aliases = tuple(str(a) for a in answers)
+    rid = row.get("id", idx)
+    meta: dict[str, Any] = {"aliases": aliases}
+    for k in ("prop", "s_pop", "subj", "obj"):
+        if k in row:
+            meta[k] = row[k]
+    return GenItem(f"popqa:{rid}", q, aliases[0], "popqa", meta)
+
+
+# --------------------------------------------------------------------------- local loaders
+
+
+def _resolve(name: str, path: str | Path, default_name: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / default_name
+    _require_file(name, p)
+    return p
+
+
+def load_gsm8k(
+    path: str | Path, *, split: str = "test", limit: int | None = None, name: str = "gsm8k"
+) -> list[GenItem]:
+    """GSM8K (or GSM-Symbolic with ``name="gsm_symbolic"``) JSONL; ids ``{name}:{split}:{row}``."""
+    p = _resolve(name, path, f"{split}.jsonl")
+    conv = _gsm_item(name, split)
+    out: list[GenItem] = []
+    for i, (lineno, row) in enumerate(_jsonl_rows(name, p)):
+        if limit is not None and i >= limit:
+            break
+        out.append(conv(i, f"{p} line {lineno}", row))
+    return out
+
+
+def load_mgsm(
+    path: str | Path, *, language: str = "en", limit: int | None = None
+) -> list[GenItem]:
+    """MGSM TSV ``question<TAB>answer`` without header; ids ``mgsm:{language}:{row}``."""
+    name = "mgsm"
+    p = _resolve(name, path, f"mgsm_{language}.tsv")
+    out: list[GenItem] = []
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            if limit is not None and len(out) >= limit:
+                break
+            parts = line.rstrip("\r\n").split("\t")
+            if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+                raise LinsteerError(
+                    f"{name}: {p} line {lineno}: expected 2 tab-separated columns "
+                    f"(question, answer), got {len(parts)}; fix that line"
+                )
+            out.append(
+                GenItem(
+                    f"mgsm:{language}:{len(out)}",
+                    parts[0],
+                    normalize_number(parts[1]),
+                    f"mgsm:{language}",
+                )
+            )
+    return out
+
+
+def load_mmlu_pro(
+    path: str | Path, *, split: str = "test", limit: int | None = None
+) -> list[MCItem]:
+    """MMLU-Pro JSONL -> MCItems (gold = answer_index; meta has category, src, cot_content)."""
+    name = "mmlu_pro"
+    p = _resolve(name, path, f"{split}.jsonl")
+    out: list[MCItem] = []
+    for lineno, row in _jsonl_rows(name, p):
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(_mmlu_item(name, f"{p} line {lineno}", row))
+    return out
+
+
+def load_popqa(path: str | Path, *, limit: int | None = None) -> list[GenItem]:
+    """PopQA TSV/CSV/JSONL with ``question`` and ``possible_answers``; gold = first answer."""
+    name = "popqa"
+    p = Path(path)
+    _require_file(name, p)
+    out: list[GenItem] = []
+    for lineno, row in _table_rows(name, p):
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(_popqa_item(name, f"{p} line {lineno}", len(out), row))
+    return out
+
+
+# --------------------------------------------------------------------------- hub
+
+
+def _from_hub(name: str, split: str, language: str, limit: int | None) -> list[Any]:
+    repo, config = _HUB[name]
+    if name == "mgsm":
+        config = language
+    try:
+        import datasets  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise LinsteerError(
+            f"{name}: loading from the Hugging Face hub needs the 'datasets' package "
+            "(pip install 'linsteer[hub]'); or pass path= a local file in the published format"
+        ) from None
+    try:
+        ds = datasets.load_dataset(repo, config, split=split)
+    except Exception as e:  # network, auth, unknown split ... all become one line
+        raise LinsteerError(
+            f"{name}: could not load {repo} from the Hugging Face hub ({_one_line(e)}); "
+            "pass path= a local file in the published format"
+        ) from None
+    where = f"hub:{repo}"
+    rows = list(ds) if limit is None else [ds[i] for i in range(min(limit, len(ds)))]
+    if name in ("gsm8k", "gsm_symbolic"):
+        conv = _gsm_item(name, split)
+        return [conv(i, f"{where} row {i}", r) for i, r in enumerate(rows)]
+    if name == "mgsm":
+        return [
+            GenItem(
+                f"mgsm:{language}:{i}",
+                _str_field(name, f"{where} row {i}", r, "question"),
+                normalize_number(str(_field(name, f"{where} row {i}", r, "answer_number"))),
+                f"mgsm:{language}",
+            )
+            for i, r in enumerate(rows)
+        ]
+    if name == "mmlu_pro":
+        return [_mmlu_item(name, f"{where} row {i}", r) for i, r in enumerate(rows)]
+    return [_popqa_item(name, f"{where} row {i}", i, r) for i, r in enumerate(rows)]
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def load_benchmark(
+    name: str,
+    path: str | Path | None = None,
+    *,
+    split: str = "test",
+    language: str = "en",
+    limit: int | None = None,
+) -> list[GenItem] | list[MCItem]:
+    """Load a benchmark by name: ``mmlu_pro`` gives MCItems, the others GenItems.
+
+    ``path`` is a local file (or a directory holding the split's file); ``None`` fetches the
+    dataset from the Hugging Face hub (needs ``datasets`` and network).
+    """
+    if name not in KNOWN_BENCHMARKS:
+        raise LinsteerError(
+            f"unknown benchmark {name!r}; known: {', '.join(KNOWN_BENCHMARKS)}"
+        )
+    if path is None:
+        return _from_hub(name, split, language, limit)
+    if name in ("gsm8k", "gsm_symbolic"):
+        return load_gsm8k(path, split=split, limit=limit, name=name)
+    if name == "mgsm":
+        return load_mgsm(path, language=language, limit=limit)
+    if name == "mmlu_pro":
+        return load_mmlu_pro(path, split=split, limit=limit)
+    return load_popqa(path, limit=limit)
+
