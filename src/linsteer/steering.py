@@ -160,7 +160,7 @@ class SteeringHandle:
         length = int(ref.shape[1])
         mask = kwargs.get("attention_mask")
         cache_position = kwargs.get("cache_position")
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
         if isinstance(cache_position, torch.Tensor) and cache_position.numel() > 0:
             past = int(cache_position.reshape(-1)[0])
         elif isinstance(mask, torch.Tensor) and mask.dim() == 2:
