@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
@@ -62,16 +62,6 @@ def main() -> None:
     prompts = [fmt.render(item.text) for item in contrast.items]
     print(f"model {args.model} ({lm.dtype}, {lm.n_layers} layers, d={lm.hidden_size}), "
           f"{len(prompts)} prompts, {torch.get_num_threads()} threads")
-
-    naive_read(lm, prompts[:4], 4)  # warm-up
-    t_read = best_of(lambda: read_activations(lm, prompts, batch_size=args.batch_size,
-                                              progress=False), args.repeats)
-    t_naive = best_of(lambda: naive_read(lm, prompts, args.batch_size), args.repeats)
-    mine = read_activations(lm, prompts, batch_size=args.batch_size, progress=False).acts
-    ref = naive_read(lm, prompts, args.batch_size)
-    agree = torch.allclose(mine[:, :-1], ref[:, :-1], atol=1e-3, rtol=1e-3)
-    print(f"read activations: linsteer {t_read:.2f}s, naive output_hidden_states {t_naive:.2f}s, "
-          f"ratio {t_naive / t_read:.2f}x (same values: {agree})")
 
     gen_prompts = prompts[:8]
     enc = lm.tokenizer(gen_prompts, return_tensors="pt", padding=True)  # type: ignore[operator]
@@ -91,13 +81,24 @@ def main() -> None:
 
     generate()
     plain_times, steer_times = [], []
-    for _ in range(args.repeats):  # interleaved, so drift hits both alike
-        plain_times.append(best_of(generate, 1))
-        steer_times.append(best_of(steered, 1))
+    for i in range(args.repeats):  # interleaved (ABBA), so drift hits both alike
+        order = (generate, steered) if i % 2 == 0 else (steered, generate)
+        for fn in order:
+            (plain_times if fn is generate else steer_times).append(best_of(fn, 1))
     tokens = len(gen_prompts) * args.new_tokens
     t_plain, t_steer = statistics.median(plain_times), statistics.median(steer_times)
     print(f"generation: unsteered {tokens / t_plain:.1f} tok/s, steered {tokens / t_steer:.1f} tok/s, "
           f"throughput ratio steered/unsteered {t_plain / t_steer:.3f}")
+
+    naive_read(lm, prompts[:4], 4)  # warm-up
+    t_read = best_of(lambda: read_activations(lm, prompts, batch_size=args.batch_size,
+                                              progress=False), args.repeats)
+    t_naive = best_of(lambda: naive_read(lm, prompts, args.batch_size), args.repeats)
+    mine = read_activations(lm, prompts, batch_size=args.batch_size, progress=False).acts
+    ref = naive_read(lm, prompts, args.batch_size)
+    agree = torch.allclose(mine[:, :-1], ref[:, :-1], atol=1e-3, rtol=1e-3)
+    print(f"read activations: linsteer {t_read:.2f}s, naive output_hidden_states {t_naive:.2f}s, "
+          f"ratio {t_naive / t_read:.2f}x (same values: {agree})")
 
 
 if __name__ == "__main__":
