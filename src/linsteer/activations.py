@@ -122,17 +122,21 @@ class Batch:
     """Left-padded model inputs for a list of prompts."""
 
     input_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    attention_mask: torch.Tensor  # [B, T], 1 = real token (what steering may touch)
     lengths: list[int]
+    position_ids: torch.Tensor | None = None  # explicit positions (e.g. options sharing a prompt)
+    mask_4d: torch.Tensor | None = None  # [B, 1, T, T] bool: who may attend to whom
 
     def model_kwargs(self, lm: LoadedModel) -> dict[str, torch.Tensor]:
         kwargs = {"input_ids": self.input_ids.to(lm.device)}
         if not is_recurrent(lm.model):
             mask = self.attention_mask.to(lm.device)
-            kwargs["attention_mask"] = mask
+            kwargs["attention_mask"] = mask if self.mask_4d is None else self.mask_4d.to(lm.device)
             # Positions count real tokens only, so a left-padded row sees the same positions as
             # the same prompt alone (generate() does the same).
-            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            positions = self.position_ids
+            kwargs["position_ids"] = ((mask.long().cumsum(-1) - 1).clamp(min=0) if positions is None
+                                      else positions.to(lm.device))
         return kwargs
 
 

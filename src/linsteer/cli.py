@@ -74,6 +74,139 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_OPTIONS = ("model", "dtype", "device", "contrast", "n_per_class", "seed", "method", "layers",
+               "strengths", "operators", "unit", "n_null", "n_dev", "n_test", "shots", "batch_size")
+
+
+def _floats(text: str | None, name: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise LinsteerError(f"bad --{name} {text!r}; use comma-separated numbers like 0.25,1") from exc
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
+    layers = _parse_layers(args.layers) if args.layers else None
+    return {
+        "model": args.model, "dtype": args.dtype, "device": args.device, "contrast": args.contrast,
+        "n_per_class": args.n, "seed": args.seed, "method": args.method,
+        "layers": tuple(layers) if layers else None,
+        "strengths": _floats(args.strengths, "strengths"),
+        "operators": tuple(args.operators.split(",")) if args.operators else None,
+        "unit": args.unit, "n_null": args.n_null, "n_dev": args.n_dev, "n_test": args.n_test,
+        "shots": args.shots, "batch_size": args.batch_size,
+    }
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    return say
+
+
+def _run_dir(args: argparse.Namespace, model: str) -> Path:
+    from linsteer.pipeline import new_run_dir
+
+    if args.run_dir:
+        path = Path(args.run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return new_run_dir(args.runs, model)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from linsteer.pipeline import make_config, run_all
+
+    config = make_config(args.preset, args.config, _run_overrides(args))
+    run_dir = _run_dir(args, config.model)
+    report = run_all(config, run_dir, _say(args.quiet), progress=not args.quiet)
+    print(report)
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """extract-into-run / sweep / analyze / report over an existing run directory."""
+    from linsteer.pipeline import Run, make_config, stage_extract, stage_sweep
+    from linsteer.reporting import stage_report
+
+    run_dir = Path(args.run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.exists():
+        raise LinsteerError(f"{run_dir} is not a run directory (no config.yaml); start one with linsteer run")
+    config = make_config("quick", config_file)
+    run = Run(run_dir, config)
+    say = _say(args.quiet)
+    acts, vector = stage_extract(run, say, progress=not args.quiet)
+    if args.stage == "analyze":
+        from linsteer.plots import save_figure
+        from linsteer.reporting import analysis_figures
+
+        figs, _ = analysis_figures(acts, vector, config.analysis_layers)
+        for i, (title, _, fig) in enumerate(figs):
+            save_figure(fig, run_dir / "figures" / f"analysis-{i}")
+            say(f"figure: {title}")
+        print(run_dir / "figures")
+        return 0
+    rows = stage_sweep(run, acts, vector, say)
+    if args.stage == "sweep":
+        print(run_dir / "tables")
+        return 0
+    print(stage_report(run, acts, vector, rows, say))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from linsteer.compare import compare_models
+
+    models = [m for m in args.models.split(",") if m]
+    if len(models) < 2:
+        raise LinsteerError("--models needs at least two comma-separated models")
+    out = compare_models(models, args.preset, args.config, Path(args.runs), _say(args.quiet),
+                         overrides=_run_overrides(args) | {"model": None})
+    print(out)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from linsteer.generate import side_by_side
+
+    print(side_by_side(args.prompt, vector=Path(args.vector), model=args.model, layer=args.layer,
+                       strength=args.strength, operator=args.operator, unit=args.unit,
+                       max_new_tokens=args.max_new_tokens, dtype=args.dtype))
+    return 0
+
+
+def _sweep_options(p: argparse.ArgumentParser) -> None:
+    from linsteer.prompts.spec import CONTRAST_HELP
+
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                   help="quick: the default model on built-in data, <= 10 min on 2 CPU cores; "
+                        "paper: Hong et al.'s settings (MMLU-Pro contrast, projection scaling), for GPUs")
+    p.add_argument("--config", default=None,
+                   help="YAML file of config keys (see README); overrides the preset")
+    p.add_argument("--runs", default="runs", help="folder for new run directories (default ./runs)")
+    p.add_argument("--run-dir", default=None, help="use (or resume) this run directory instead of a new one")
+    p.add_argument("--contrast", default=None, help=f"contrast set: {CONTRAST_HELP}")
+    p.add_argument("--n", type=int, default=None, help="contrast prompts per class")
+    p.add_argument("--seed", type=int, default=None, help="seed for sampling and controls")
+    p.add_argument("--method", default=None, choices=["mean_diff", "pca", "probe"], help="extraction method")
+    p.add_argument("--layers", default=None, help="steering layers, e.g. '6,9' or '4-10'")
+    p.add_argument("--strengths", default=None, help="comma-separated strengths, e.g. '0.25,1'")
+    p.add_argument("--operators", default=None, help="comma-separated: add, project_scale, ablate")
+    p.add_argument("--unit", default=None, choices=["raw", "norm"],
+                   help="strength unit for add: raw, or multiples of the layer's typical residual norm")
+    p.add_argument("--n-null", type=int, default=None, help="null-direction controls (seeds)")
+    p.add_argument("--n-dev", type=int, default=None, help="dev items per task (layer/strength selection)")
+    p.add_argument("--n-test", type=int, default=None, help="test items per task (reported)")
+    p.add_argument("--shots", type=int, default=None, help="few-shot examples per task item")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per forward")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="linsteer",
@@ -101,6 +234,44 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--out", default="vector.safetensors", help="output vector file")
     ext.add_argument("--quiet", action="store_true", help="no progress bars")
     ext.set_defaults(handler=cmd_extract)
+
+    run = sub.add_parser("run", help="the whole pipeline: extract, analyze, sweep with controls, report",
+                         description="Contrast set -> activations -> directions -> PCA/separability/"
+                                     "cosine -> layer x strength sweep with controls on a reasoning "
+                                     "and a memorization task -> report.html, in a fresh run directory.")
+    _model_args(run)
+    run.set_defaults(model=None, dtype=None)
+    _sweep_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    for name, text in (("analyze", "PCA, separability and cosine figures of a run's activations"),
+                       ("sweep", "the steering sweep of a run (resumes where it stopped)"),
+                       ("report", "the report of a run (runs any missing stage first)")):
+        stage = sub.add_parser(name, help=text, description=text + ".")
+        stage.add_argument("run_dir", help="a run directory made by linsteer run")
+        stage.add_argument("--quiet", action="store_true", help="no progress output")
+        stage.set_defaults(handler=cmd_stage, stage=name)
+
+    cmp_ = sub.add_parser("compare", help="run the pipeline on several models and compare them",
+                          description="Each model gets its own run; then one table (baseline, best "
+                                      "steered on test, best layer) and profiles on relative depth.")
+    cmp_.add_argument("--models", required=True,
+                      help="comma-separated models, e.g. gemma3-270m,smollm2-135m-instruct")
+    cmp_.add_argument("--dtype", default=None, help="auto, bf16, fp16, fp32")
+    cmp_.add_argument("--device", default=None, help="cpu or cuda")
+    _sweep_options(cmp_)
+    cmp_.set_defaults(handler=cmd_compare, model=None)
+
+    gen = sub.add_parser("generate", help="side-by-side steered and unsteered generation for a prompt")
+    _model_args(gen)
+    gen.add_argument("prompt", help="the prompt text")
+    gen.add_argument("--vector", required=True, help="vector file (from extract or a run directory)")
+    gen.add_argument("--layer", type=int, required=True, help="layer to steer")
+    gen.add_argument("--strength", type=float, default=1.0, help="strength (default 1.0)")
+    gen.add_argument("--operator", default="add", choices=["add", "project_scale", "ablate"])
+    gen.add_argument("--unit", default="norm", choices=["raw", "norm"])
+    gen.add_argument("--max-new-tokens", type=int, default=48)
+    gen.set_defaults(handler=cmd_generate)
     return parser
 
 

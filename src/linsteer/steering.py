@@ -265,19 +265,32 @@ class SteeringHandle:
             if not bool(keep.any()):
                 return output
             units = self._unit_rows(layer, batch, device)  # [1|B, d]
-            h = hidden.float()
-            op = self.spec.operator
-            if op == "add":
-                delta = (strengths.unsqueeze(1) * units).unsqueeze(1)  # [B, 1, d]
-            else:
-                coef = torch.einsum("btd,bd->bt", h, units.expand(batch, -1))
-                scale = strengths if op == "project_scale" else -torch.ones_like(strengths)
-                delta = (scale.unsqueeze(1) * coef).unsqueeze(-1) * units.unsqueeze(1)
-            steered = (h + delta).to(hidden.dtype)
-            new_hidden = torch.where(keep.unsqueeze(-1), steered, hidden)
+            new_hidden = apply_operator(hidden, units, strengths, self.spec.operator, keep)
             return with_hidden(output, new_hidden)
 
         return hook
+
+
+def apply_operator(
+    hidden: torch.Tensor,
+    units: torch.Tensor,
+    strengths: torch.Tensor,
+    operator: str,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """Steer ``hidden`` ``[B, T, d]`` along ``units`` (``[1|B, d]``, unit norm) by ``strengths``
+    ``[B]`` (already in raw units) at the positions where ``keep`` ``[B, T]`` is true. The
+    arithmetic is float32; positions not kept are returned bit-identical."""
+    batch = hidden.shape[0]
+    h = hidden.float()
+    if operator == "add":
+        delta = (strengths.unsqueeze(1) * units).unsqueeze(1)  # [B, 1, d]
+    else:
+        coef = torch.einsum("btd,bd->bt", h, units.expand(batch, -1))
+        scale = strengths if operator == "project_scale" else -torch.ones_like(strengths)
+        delta = (scale.unsqueeze(1) * coef).unsqueeze(-1) * units.unsqueeze(1)
+    steered = (h + delta).to(hidden.dtype)
+    return torch.where(keep.unsqueeze(-1), steered, hidden)
 
 
 def apply_steering(lm: LoadedModel, spec: Steer) -> SteeringHandle:

@@ -1,0 +1,259 @@
+"""The whole seed pipeline in one call, each stage a function over one run directory.
+
+contrast set → activations → directions → PCA / separability / cosine → sweep with controls on a
+reasoning and a memorization task → report. Every stage writes its outputs into the run
+directory (``acts.safetensors``, ``vector.safetensors``, ``results.sqlite``, ``figures/``,
+``report.html``, ``results.json``, CSV tables), so a stage can be re-run alone and a killed run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from linsteer import __version__
+from linsteer.activations import ActivationSet, Position
+from linsteer.directions import SteeringVector, extract
+from linsteer.errors import LinsteerError
+from linsteer.experiments import SweepSpec, TaskSpec, flops_per_token, run_sweep, store_path
+from linsteer.extract import contrast_activations
+from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
+from linsteer.prompts.spec import contrast_from_spec
+from linsteer.store import ResultStore
+from linsteer.summary import summarize
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on. Presets fill it; a YAML file or CLI options override keys."""
+
+    model: str = DEFAULT_MODEL
+    dtype: str = "auto"
+    device: str | None = None
+    contrast: str = "builtin"
+    n_per_class: int = 32
+    seed: int = 0
+    method: str = "mean_diff"
+    position: str = "last"
+    prompt_format: str = "zero_shot"
+    layers: tuple[int, ...] | None = None  # steering layers; None: two at 1/3 and 1/2 depth
+    strengths: tuple[float, ...] = (0.25, 1.0)
+    operators: tuple[str, ...] = ("add",)
+    unit: str = "norm"
+    n_null: int = 3
+    tasks: tuple[str, ...] = ("arith_mc", "facts_mc")
+    n_dev: int = 24
+    n_test: int = 64
+    shots: int = 0
+    task_format: str = "mc_text"
+    neutral_texts: int = 8
+    batch_size: int = 16
+    analysis_layers: int = 8  # PCA panels
+
+    def position_value(self) -> Position:
+        if self.position == "last":
+            return "last"
+        if self.position == "mean":
+            return "mean"
+        try:
+            return int(self.position)
+        except ValueError as exc:
+            raise LinsteerError(f"position: {self.position!r} is not last, mean or an integer") from exc
+
+
+PRESETS: dict[str, RunConfig] = {
+    "quick": RunConfig(),
+    # Hong et al.'s settings: MMLU-Pro reasoning vs memorization categories read zero-shot with
+    # 'Q: ...\nA:', the projection-scale operator over a strength grid, more items and nulls.
+    # (Point ``contrast`` at your MMLU-Pro file: mmlu_pro=PATH.)
+    "paper": RunConfig(contrast="mmlu_pro=data/mmlu_pro/test.jsonl", n_per_class=200,
+                       operators=("project_scale",), unit="raw",
+                       strengths=(-0.5, -0.2, 0.2, 0.5, 1.0), n_null=5, n_dev=100, n_test=300,
+                       shots=3, neutral_texts=16, analysis_layers=12),
+}
+
+ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization"}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Check one config value against the field's default type; lists become tuples."""
+    if value is None:
+        return None
+    if isinstance(default, tuple) or name == "layers":
+        if not isinstance(value, (list, tuple)):
+            raise LinsteerError(f"config key {name!r} must be a list, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool) or default is None:
+        return value
+    if isinstance(default, int) and not isinstance(value, int):
+        raise LinsteerError(f"config key {name!r} must be an integer, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise LinsteerError(f"config key {name!r} must be a string, got {value!r}")
+    return value
+
+
+def make_config(preset: str = "quick", file: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A preset, updated by a YAML file, updated by explicit overrides (CLI options)."""
+    if preset not in PRESETS:
+        raise LinsteerError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    config = PRESETS[preset]
+    known = {f.name: f for f in fields(RunConfig)}
+    updates: dict[str, Any] = {}
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise LinsteerError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise LinsteerError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+        if not isinstance(data, dict):
+            raise LinsteerError(f"{path}: expected a mapping of keys to values")
+        updates.update(data)
+    updates.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key, value in updates.items():
+        if key not in known:
+            raise LinsteerError(f"unknown config key {key!r}; known keys: {', '.join(known)}")
+        updates[key] = _coerce(key, value, getattr(PRESETS["quick"], key))
+    config = replace(config, **updates)
+    for task in config.tasks:
+        if task not in ROLES:
+            raise LinsteerError(f"config key 'tasks': unknown task {task!r}; use {', '.join(ROLES)}")
+    return config
+
+
+def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
+    layers = config.layers or tuple(sorted({n_layers // 3, n_layers // 2}))
+    tasks = tuple(TaskSpec(t, ROLES[t], config.n_dev, config.n_test, config.shots, config.task_format,
+                           config.seed) for t in config.tasks)
+    return SweepSpec(layers=layers, strengths=config.strengths, operators=config.operators,
+                     unit=config.unit, tasks=tasks, neutral_texts=config.neutral_texts,
+                     batch_size=config.batch_size)
+
+
+def new_run_dir(root: str | Path, model: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)[-40:]
+    base = Path(root) / f"{stamp}-{safe}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = Path(f"{base}-{i}")
+    path.mkdir(parents=True)
+    return path
+
+
+@dataclass
+class Run:
+    """A run directory and the state the stages pass on."""
+
+    dir: Path
+    config: RunConfig
+    lm: LoadedModel | None = None
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def save_config(self) -> None:
+        (self.dir / "config.yaml").write_text(yaml.safe_dump(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()},
+            sort_keys=False))
+
+    def phase(self, name: str, seconds: float, tokens: int, flops: float) -> None:
+        self.phases[name] = {"seconds": seconds, "tokens": tokens, "flops": flops}
+        with ResultStore(store_path(self.dir)) as store:
+            store.record_phase(name, seconds, tokens, flops)
+
+
+def load(run: Run, say: Say) -> LoadedModel:
+    if run.lm is None:
+        start = time.perf_counter()
+        say(f"loading {run.config.model} ...")
+        run.lm = load_model(run.config.model, dtype=run.config.dtype, device=run.config.device)
+        run.phase("load", time.perf_counter() - start, 0, 0.0)
+        say(f"loaded {run.lm.name}: {run.lm.n_layers} layers, hidden size {run.lm.hidden_size}, "
+            f"{str(run.lm.dtype).replace('torch.', '')}, fingerprint {run.lm.fingerprint}")
+    return run.lm
+
+
+def stage_extract(run: Run, say: Say, progress: bool = True) -> tuple[ActivationSet, SteeringVector]:
+    cfg = run.config
+    acts_file, vec_file = run.dir / "acts.safetensors", run.dir / "vector.safetensors"
+    if acts_file.exists() and vec_file.exists():
+        say("extract: reusing acts.safetensors and vector.safetensors")
+        return ActivationSet.load(acts_file), SteeringVector.load(vec_file)
+    lm = load(run, say)
+    contrast = contrast_from_spec(cfg.contrast, cfg.n_per_class, cfg.seed)
+    start = time.perf_counter()
+    acts = contrast_activations(lm, contrast, prompt_format=cfg.prompt_format,
+                                position=cfg.position_value(), batch_size=cfg.batch_size,
+                                progress=progress)
+    acts.meta["sources"] = json.dumps([item.source for item in contrast.items])
+    vector = extract(acts, positive=contrast.positive, negative=contrast.negative,
+                     method=cfg.method, seed=cfg.seed)
+    vector.meta.update(contrast=cfg.contrast, n_layers=str(lm.n_layers))
+    seconds = time.perf_counter() - start
+    tokens = sum(acts.n_tokens)
+    run.phase("extraction", seconds, tokens, flops_per_token(lm) * tokens)
+    acts.save(acts_file)
+    vector.save(vec_file)
+    say(f"extract: {len(contrast.items)} prompts ({tokens} tokens) read at {lm.n_layers} layers "
+        f"in {seconds:.1f}s -> {vec_file.name}")
+    return acts, vector
+
+
+def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say) -> list[dict[str, Any]]:
+    from linsteer.controls import build_controls
+
+    lm = load(run, say)
+    spec = sweep_spec(run.config, lm.n_layers)
+    positive, negative = vector.meta.get("positive", "reasoning"), vector.meta.get("negative", "memorization")
+    controls = build_controls(acts, vector, positive=positive, negative=negative,
+                              n_null=run.config.n_null)
+    with ResultStore(store_path(run.dir)) as store:
+        store.check_settings({"config": asdict(run.config), "fingerprint": lm.fingerprint})
+        start = time.perf_counter()
+        run_sweep(lm, controls, spec, store, progress=say)
+        say(f"sweep: done in {time.perf_counter() - start:.1f}s")
+        rows = summarize(store)
+        store.export(run.dir / "tables")
+    (run.dir / "controls.json").write_text(json.dumps(
+        [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls], indent=1))
+    return rows
+
+
+def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
+    """The whole pipeline into ``run_dir``; returns the report's path."""
+    from linsteer.reporting import stage_report
+
+    run = Run(run_dir, config)
+    run.save_config()
+    t0 = time.perf_counter()
+    acts, vector = stage_extract(run, say, progress)
+    rows = stage_sweep(run, acts, vector, say)
+    report = stage_report(run, acts, vector, rows, say)
+    say(f"total {time.perf_counter() - t0:.1f}s")
+    return report
+
+
+def settings_block(run: Run, vector: SteeringVector) -> dict[str, Any]:
+    out: dict[str, Any] = {"linsteer version": __version__, "run directory": str(run.dir)}
+    out.update({f"config.{k}": v for k, v in asdict(run.config).items()})
+    for key in ("model", "fingerprint", "contrast_sha256", "dataset_sha256", "prompts_sha256",
+                "layer_convention", "method", "position", "prompt_format", "dtype"):
+        if key in vector.meta:
+            out[f"vector.{key}"] = vector.meta[key]
+    out["vector.class counts"] = json.dumps(vector.counts)
+    return out
+
+
+def strengths_label(values: Sequence[float], unit: str) -> str:
+    return ", ".join(f"{v:g}" for v in values) + (" x layer norm" if unit == "norm" else "")

@@ -1,0 +1,278 @@
+"""The results store: SQLite in the run directory, one row per (configuration, item).
+
+Work is committed in units ("groups": every condition of one pass over one task split) inside a
+single transaction, so a run killed at any moment (even ``kill -9``) holds either all the rows of
+a group or none of them. Started again with the same settings, a run skips the groups already
+stored and ends with exactly the rows of an uninterrupted run: no lost and no duplicated rows
+(primary keys enforce the latter).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from linsteer.errors import LinsteerError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (
+    group_key TEXT PRIMARY KEY, seconds REAL NOT NULL, tokens INTEGER NOT NULL,
+    flops REAL NOT NULL, rows INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    cell_key TEXT PRIMARY KEY, group_key TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL,
+    role TEXT NOT NULL, split TEXT NOT NULL, kind TEXT NOT NULL, seed INTEGER NOT NULL,
+    layer INTEGER, operator TEXT, strength REAL, unit TEXT NOT NULL,
+    seconds REAL NOT NULL, tokens INTEGER NOT NULL, flops REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    cell_key TEXT NOT NULL, item_id TEXT NOT NULL, prediction TEXT, gold TEXT NOT NULL,
+    correct INTEGER NOT NULL, extracted INTEGER NOT NULL, n_tokens INTEGER NOT NULL,
+    gold_prob REAL, margin REAL,
+    PRIMARY KEY (cell_key, item_id)
+);
+CREATE TABLE IF NOT EXISTS neutral (
+    cell_key TEXT PRIMARY KEY, group_key TEXT NOT NULL, model TEXT NOT NULL, kind TEXT NOT NULL,
+    seed INTEGER NOT NULL, layer INTEGER, operator TEXT, strength REAL, unit TEXT NOT NULL,
+    ppl REAL NOT NULL, kl REAL NOT NULL, tokens INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phases (
+    name TEXT PRIMARY KEY, seconds REAL NOT NULL, tokens INTEGER NOT NULL, flops REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """One steering configuration evaluated on one task split."""
+
+    model: str
+    task: str
+    role: str
+    split: str
+    kind: str
+    seed: int
+    layer: int | None
+    operator: str | None
+    strength: float | None
+    unit: str
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    item_id: str
+    prediction: str | None
+    gold: str
+    correct: bool
+    extracted: bool
+    n_tokens: int
+    gold_prob: float | None
+    margin: float | None
+
+
+@dataclass(frozen=True)
+class NeutralRow:
+    """Side effects on neutral text of one configuration."""
+
+    model: str
+    kind: str
+    seed: int
+    layer: int | None
+    operator: str | None
+    strength: float | None
+    unit: str
+    ppl: float
+    kl: float
+    tokens: int
+
+    def key(self) -> str:
+        d = asdict(self)
+        for k in ("ppl", "kl", "tokens"):
+            d.pop(k)
+        return json.dumps(d, sort_keys=True)
+
+
+class ResultStore:
+    """SQLite results of one run directory. Use as a context manager or call ``close()``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- settings ----------------------------------------------------------------------
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Record the run's settings, or refuse to resume a run made with other settings."""
+        text = json.dumps(settings, sort_keys=True, default=str)
+        row = self.db.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('settings', ?)", (text,))
+        elif row[0] != text:
+            raise LinsteerError(
+                f"{self.path} holds a run with other settings; use a fresh run directory "
+                "(or the same settings to resume)"
+            )
+
+    # ---- writing -----------------------------------------------------------------------
+    def has_group(self, group_key: str) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM groups WHERE group_key=?", (group_key,)
+        ).fetchone() is not None
+
+    def write_group(
+        self,
+        group_key: str,
+        cells: Sequence[tuple[CellKey, Sequence[ItemRow]]],
+        *,
+        neutral: Sequence[NeutralRow] = (),
+        seconds: float,
+        tokens: int,
+        flops: float,
+    ) -> None:
+        """Store every cell of a group in one transaction (all or nothing)."""
+        share = 1.0 / max(1, len(cells) + len(neutral))
+        n_rows = sum(len(rows) for _, rows in cells)
+        with self._transaction():
+            for cell, rows in cells:
+                key = cell.key()
+                self.db.execute(
+                    "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (key, group_key, cell.model, cell.task, cell.role, cell.split, cell.kind,
+                     cell.seed, cell.layer, cell.operator, cell.strength, cell.unit,
+                     seconds * share, int(tokens * share), flops * share),
+                )
+                self.db.executemany(
+                    "INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(key, r.item_id, r.prediction, r.gold, int(r.correct), int(r.extracted),
+                      r.n_tokens, r.gold_prob, r.margin) for r in rows],
+                )
+            for nrow in neutral:
+                self.db.execute(
+                    "INSERT INTO neutral VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (nrow.key(), group_key, nrow.model, nrow.kind, nrow.seed, nrow.layer,
+                     nrow.operator, nrow.strength, nrow.unit, nrow.ppl, nrow.kl, nrow.tokens),
+                )
+            self.db.execute("INSERT INTO groups VALUES (?,?,?,?,?)",
+                            (group_key, seconds, tokens, flops, n_rows))
+
+    def record_phase(self, name: str, seconds: float, tokens: int, flops: float) -> None:
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO phases VALUES (?,?,?,?)",
+                            (name, seconds, tokens, flops))
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+    def _transaction(self) -> ResultStore._Tx:
+        return ResultStore._Tx(self.db)
+
+    # ---- reading -----------------------------------------------------------------------
+    def cells(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM cells ORDER BY cell_key")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def item_rows(self, cell_key: str) -> list[ItemRow]:
+        cur = self.db.execute(
+            "SELECT item_id, prediction, gold, correct, extracted, n_tokens, gold_prob, margin "
+            "FROM items WHERE cell_key=? ORDER BY item_id", (cell_key,))
+        return [ItemRow(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], r[6], r[7])
+                for r in cur.fetchall()]
+
+    def neutral_rows(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM neutral ORDER BY cell_key")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def phases(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT name, seconds, tokens, flops FROM phases ORDER BY name")
+        return [dict(zip(("name", "seconds", "tokens", "flops"), r, strict=True)) for r in cur]
+
+    def dump(self) -> list[tuple[Any, ...]]:
+        """Every stored result row (no timings), sorted: for comparing two runs."""
+        rows = self.db.execute(
+            "SELECT c.model, c.task, c.split, c.kind, c.seed, c.layer, c.operator, c.strength, "
+            "i.item_id, i.prediction, i.correct, i.gold_prob, i.margin FROM items i "
+            "JOIN cells c ON c.cell_key = i.cell_key ORDER BY c.cell_key, i.item_id").fetchall()
+        rows += self.db.execute("SELECT cell_key, ppl, kl FROM neutral ORDER BY cell_key").fetchall()
+        return rows
+
+    # ---- export ------------------------------------------------------------------------
+    def export(self, folder: str | Path) -> list[Path]:
+        """Write items.csv, cells.csv, neutral.csv and results.json (atomically) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        cur = self.db.execute(
+            "SELECT c.model, c.task, c.role, c.split, c.kind, c.seed, c.layer, c.operator, "
+            "c.strength, c.unit, i.item_id, i.prediction, i.gold, i.correct, i.extracted, "
+            "i.n_tokens, i.gold_prob, i.margin FROM items i JOIN cells c "
+            "ON c.cell_key = i.cell_key ORDER BY c.cell_key, i.item_id")
+        names = [d[0] for d in cur.description]
+        item_rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        written = [
+            write_csv(folder / "items.csv", item_rows, names),
+            write_csv(folder / "cells.csv", self.cells()),
+            write_csv(folder / "neutral.csv", self.neutral_rows()),
+        ]
+        payload = {"cells": self.cells(), "neutral": self.neutral_rows(), "phases": self.phases(),
+                   "items": item_rows}
+        written.append(write_json(folder / "store.json", payload))
+        return written
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(payload), indent=1, allow_nan=False, default=str))
+    tmp.replace(path)
+    return path
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, Any]], fields: Sequence[str] | None = None) -> Path:
+    rows = list(rows)
+    header = list(fields) if fields is not None else (list(rows[0]) if rows else [])
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    return path

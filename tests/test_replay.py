@@ -1,0 +1,84 @@
+"""The shared-prefix replay scores every steering setting exactly as a full steered forward does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from archs import ALL_ARCHS, arch_lm
+from linsteer.activations import left_pad, tokenize
+from linsteer.directions import SteeringVector
+from linsteer.replay import Replayer, Setting
+
+PROMPTS = ["Q: What is 2 + 3?\nA: 5", "Q: Capital of France?\nA: Paris", "Hi there", "12 * 4 = 48"]
+
+
+def settings_for(lm, layers=(0, 1)):  # type: ignore[no-untyped-def]
+    gen = torch.Generator().manual_seed(0)
+    vecs = [SteeringVector({L: torch.randn(lm.hidden_size, generator=gen) for L in range(lm.n_layers)},
+                           {L: 3.0 for L in range(lm.n_layers)}, {}) for _ in range(2)]
+    out = []
+    for layer in layers:
+        for vec in vecs:
+            out += [Setting(vec, layer, "add", 4.0), Setting(vec, layer, "add", -2.0, "norm"),
+                    Setting(vec, layer, "project_scale", 2.0), Setting(vec, layer, "ablate", 1.0)]
+    return out
+
+
+def logprobs(logits: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits, dim=-1)
+
+
+@pytest.mark.parametrize("arch", ALL_ARCHS)
+def test_replay_equals_full_steered_forward(arch: str) -> None:
+    lm = arch_lm(arch)
+    prompts = PROMPTS[:1] if arch == "rwkv" else PROMPTS
+    ids = tokenize(lm, prompts)
+    batch = left_pad(ids, 0)
+    settings = settings_for(lm)
+    fast = Replayer(lm, max_rows=8)
+    base_fast, res_fast = fast.run(batch, settings, 3, logprobs)
+    assert fast.use_replay is (arch != "rwkv")  # recurrent models take the full path
+    slow = Replayer(lm, use_replay=False)
+    base_slow, res_slow = slow.run(batch, settings, 3, logprobs)
+    torch.testing.assert_close(base_fast, base_slow, atol=1e-4, rtol=1e-4)
+    for a, b in zip(res_fast, res_slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # the settings really changed something
+    assert not torch.allclose(res_fast[0], base_fast, atol=1e-3)
+
+
+def test_replay_falls_back_when_self_check_fails() -> None:
+    lm = arch_lm("llama")
+    batch = left_pad(tokenize(lm, PROMPTS), 0)
+    rep = Replayer(lm)
+    # a model whose logits are not head(final_norm(h)) (here: post-processed in its forward)
+    def rescale(module, args, output):  # type: ignore[no-untyped-def]
+        output.logits = output.logits * 2.0
+        return output
+
+    hook = lm.model.register_forward_hook(rescale)
+    try:
+        rep.run(batch, settings_for(lm)[:2], 3, logprobs)
+    finally:
+        hook.remove()
+    assert rep.use_replay is False
+
+
+@pytest.mark.parametrize("arch", ALL_ARCHS)
+def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> None:
+    from linsteer.experiments import score_mc
+    from linsteer.prompts.tasks import builtin_task
+
+    lm = arch_lm(arch)
+    items = builtin_task("arith_mc", split="dev", n=6) + builtin_task("facts_mc", split="dev", n=3)
+    settings = settings_for(lm, layers=(1,))[:3]
+    tree_base, tree_steered, tree_tokens = score_mc(lm, items, settings, tree=True, batch_size=4)
+    rows_base, rows_steered, row_tokens = score_mc(lm, items, settings, tree=False, batch_size=4)
+    for a, b in zip([tree_base, *tree_steered], [rows_base, *rows_steered], strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.sum_logprobs == pytest.approx(y.sum_logprobs, abs=2e-3)
+    if arch == "rwkv" or arch == "gemma3":  # recurrent; tiny sliding window (8) < row length
+        assert tree_tokens == row_tokens  # so every option keeps its own row
+    else:
+        assert tree_tokens < row_tokens / 2  # the prompt is computed once per item, not per option
