@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -188,3 +189,36 @@ def test_resume_after_sigkill_gives_identical_results(tmp_path: Path) -> None:
         assert _groups(killed) == _groups(clean) == 5
         assert a.dump() == b.dump()
         assert len(a.dump()) == len(set(a.dump()))
+
+
+def test_strengths_calibrated_to_a_perplexity_budget(tmp_path: Path) -> None:
+    from linsteer.calibrate import Target, calibrate
+    from linsteer.experiments import neutral_effects, neutral_texts
+    from linsteer.replay import Setting
+
+    lm, _, acts, vec = setup()
+    texts = neutral_texts(4)
+    found = calibrate(lm, [Target(vec, 1, "add")], [0.05, 0.25], texts, grid=6, rounds=3)
+    s5, s25 = found[(0, 0.05)].strength, found[(0, 0.25)].strength
+    assert 0 < s5 < s25  # more damage allowed, larger strength
+    (base, _), effects, _ = neutral_effects(lm, [Setting(vec, 1, "add", s, "raw") for s in (s5, s25)],
+                                            texts)
+    assert effects[0][0] / base == pytest.approx(1.05, abs=0.02)
+    assert effects[1][0] / base == pytest.approx(1.25, abs=0.06)
+    # a sweep in ppl units stores the budget as the strength and reuses its calibration on resume
+    ctr = build_controls(acts, vec, positive="reasoning", negative="memorization", n_null=1)
+    spec = SweepSpec(layers=(1,), strengths=(0.1,), unit="ppl", tasks=TASKS[:1], neutral_texts=4)
+    with ResultStore(tmp_path / "p.sqlite") as store:
+        run_sweep(lm, ctr, spec, store)
+        saved = store.get_meta("calibration")
+        assert saved is not None and len(json.loads(saved)) == len(ctr)
+        ppl = {(r["kind"], r["seed"]): r["ppl"] for r in store.neutral_rows()}
+    assert {r["strength"] for r in summarize_path(tmp_path / "p.sqlite") if r["kind"] != "baseline"} == {0.1}
+    for kind in ("real", "null", "negated", "isotropic"):  # equal damage across directions
+        key = next(k for k in ppl if k[0] == kind)
+        assert ppl[key] / ppl[("baseline", 0)] == pytest.approx(1.1, abs=0.05)
+
+
+def summarize_path(path: Path) -> list[dict[str, object]]:
+    with ResultStore(path) as store:
+        return summarize(store)

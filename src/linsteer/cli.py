@@ -151,7 +151,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
             say(f"figure: {title}")
         print(run_dir / "figures")
         return 0
-    rows = stage_sweep(run, acts, vector, say)
+    rows = stage_sweep(run, acts, vector, say, progress=not args.quiet)
     if args.stage == "sweep":
         print(run_dir / "tables")
         return 0
@@ -197,8 +197,10 @@ def _sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default=None, help="steering layers, e.g. '6,9' or '4-10'")
     p.add_argument("--strengths", default=None, help="comma-separated strengths, e.g. '0.25,1'")
     p.add_argument("--operators", default=None, help="comma-separated: add, project_scale, ablate")
-    p.add_argument("--unit", default=None, choices=["raw", "norm"],
-                   help="strength unit for add: raw, or multiples of the layer's typical residual norm")
+    p.add_argument("--unit", default=None, choices=["raw", "norm", "ppl"],
+                   help="strength unit: raw; norm (add: multiples of the layer's typical residual "
+                        "norm); ppl (strengths are perplexity budgets, e.g. 0.05,0.1,0.25: each "
+                        "direction is calibrated to raise neutral-text perplexity by that much)")
     p.add_argument("--n-null", type=int, default=None, help="null-direction controls (seeds)")
     p.add_argument("--n-dev", type=int, default=None, help="dev items per task (layer/strength selection)")
     p.add_argument("--n-test", type=int, default=None, help="test items per task (reported)")

@@ -69,8 +69,10 @@ class SweepSpec:
         for op in self.operators:
             if op not in OPERATORS:
                 raise LinsteerError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
-        if self.unit not in ("raw", "norm"):
-            raise LinsteerError(f"unknown strength unit {self.unit!r}; use raw or norm")
+        if self.unit not in ("raw", "norm", "ppl"):
+            raise LinsteerError(f"unknown strength unit {self.unit!r}; use raw, norm or ppl")
+        if self.unit == "ppl" and any(s <= 0 for s in self.strengths):
+            raise LinsteerError("with unit ppl, strengths are perplexity budgets such as 0.05,0.1,0.25")
         if not self.strengths or not self.layers:
             raise LinsteerError("a sweep needs at least one layer and one strength")
 
@@ -84,16 +86,43 @@ class Condition:
     strength: float
     unit: str
     vector: Any = field(compare=False, hash=False, repr=False)
+    raw: float | None = None  # calibrated raw strength (unit "ppl": ``strength`` is the budget)
 
     def setting(self) -> Setting:
+        if self.raw is not None:
+            return Setting(self.vector, self.layer, self.operator, self.raw, "raw")
         return Setting(self.vector, self.layer, self.operator, self.strength, self.unit)
 
 
-def conditions(spec: SweepSpec, controls: Sequence[Control]) -> list[Condition]:
+def conditions(spec: SweepSpec, controls: Sequence[Control],
+               calibrated: dict[tuple[int, int, str, float], float] | None = None) -> list[Condition]:
+    """Every (layer, operator, strength, direction); with unit ``ppl``, ``calibrated`` maps
+    (control index, layer, operator, budget) to the raw strength reaching that budget."""
     return [
-        Condition(c.kind, c.seed, layer, op, s, spec.unit, c.vector)
-        for layer in spec.layers for op in spec.operators for s in spec.strengths for c in controls
+        Condition(c.kind, c.seed, layer, op, s, spec.unit, c.vector,
+                  None if calibrated is None else calibrated[(i, layer, op, s)])
+        for layer in spec.layers for op in spec.operators for s in spec.strengths
+        for i, c in enumerate(controls)
     ]
+
+
+def calibrated_strengths(lm: LoadedModel, controls: Sequence[Control], spec: SweepSpec,
+                         store: ResultStore) -> dict[tuple[int, int, str, float], float]:
+    """Per direction, layer and operator, the raw strength raising neutral perplexity by each
+    budget in ``spec.strengths`` (stored in the run, so a resumed run reuses it)."""
+    from linsteer.calibrate import Target, calibrate
+
+    saved = store.get_meta("calibration")
+    if saved is not None:
+        return {(int(i), int(layer), op, float(b)): v
+                for (i, layer, op, b), v in json.loads(saved)}
+    targets = [(i, layer, op) for i, _ in enumerate(controls) for layer in spec.layers
+               for op in spec.operators]
+    found = calibrate(lm, [Target(controls[i].vector, layer, op) for i, layer, op in targets],
+                      spec.strengths, neutral_texts(spec.neutral_texts or 8))
+    out = {(*targets[t], b): c.strength for (t, b), c in found.items()}
+    store.set_meta("calibration", json.dumps([[list(k), v] for k, v in out.items()]))
+    return out
 
 
 # ---- multiple choice rows -----------------------------------------------------------------
@@ -238,6 +267,7 @@ def score_mc(
     batch_size: int = 16,
     replayer: Replayer | None = None,
     tree: bool = True,
+    progress: str | None = None,
 ) -> tuple[list[ChoiceScores], list[list[ChoiceScores]], int]:
     """Option log-likelihoods of every item, unsteered and under each setting.
 
@@ -252,7 +282,10 @@ def score_mc(
     sums: list[list[list[float]]] = [[[0.0] * len(item.options) for item in items]
                                      for _ in range(len(settings) + 1)]
     tokens = 0
-    for idx in _batches(rows, batch_size):
+    from tqdm.auto import tqdm
+
+    for idx in tqdm(_batches(rows, batch_size), desc=progress, unit="batch", disable=progress is None,
+                    leave=False):
         chunk = [rows[i] for i in idx]
         batch = mc_batch(chunk, pad)
         n_last, select, scorer = _slot_scorer(chunk)
@@ -354,14 +387,19 @@ def run_sweep(
     store: ResultStore,
     *,
     progress: Progress | None = None,
+    show_bars: bool = False,
 ) -> None:
     """Evaluate every condition on every task split and the neutral text, resuming from ``store``."""
     check_layers(list(spec.layers), lm.n_layers)
     for control in controls:
         check_compatible(control.vector, lm.hidden_size, lm.name)
-    conds = conditions(spec, controls)
-    settings = [c.setting() for c in conds]
     say = progress or (lambda _msg: None)
+    calibrated = None
+    if spec.unit == "ppl":
+        say("calibrating strengths to perplexity budgets on neutral text ...")
+        calibrated = calibrated_strengths(lm, controls, spec, store)
+    conds = conditions(spec, controls, calibrated)
+    settings = [c.setting() for c in conds]
     per_token = flops_per_token(lm)
     n_groups = 2 * len(spec.tasks) + (1 if spec.neutral_texts > 0 else 0)
     done = 0
@@ -376,7 +414,8 @@ def run_sweep(
             items = task.items(split)
             base, per, tokens = score_mc(lm, items, settings, prompt_format=task.prompt_format,
                                          batch_size=spec.batch_size,
-                                         replayer=Replayer(lm, max_rows=spec.max_rows))
+                                         replayer=Replayer(lm, max_rows=spec.max_rows),
+                                         progress=f"{task.name}/{split}" if show_bars else None)
             cells = [(CellKey(lm.name, task.name, task.role, split, "baseline", 0, None, None, None,
                               spec.unit), item_rows(items, base))]
             for c, scores in zip(conds, per, strict=True):

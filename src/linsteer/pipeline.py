@@ -210,7 +210,8 @@ def stage_extract(run: Run, say: Say, progress: bool = True) -> tuple[Activation
     return acts, vector
 
 
-def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say) -> list[dict[str, Any]]:
+def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
+                progress: bool = True) -> list[dict[str, Any]]:
     from linsteer.controls import build_controls
 
     lm = load(run, say)
@@ -221,7 +222,7 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say)
     with ResultStore(store_path(run.dir)) as store:
         store.check_settings({"config": asdict(run.config), "fingerprint": lm.fingerprint})
         start = time.perf_counter()
-        run_sweep(lm, controls, spec, store, progress=say)
+        run_sweep(lm, controls, spec, store, progress=say, show_bars=progress)
         say(f"sweep: done in {time.perf_counter() - start:.1f}s")
         rows = summarize(store)
         store.export(run.dir / "tables")
@@ -238,7 +239,7 @@ def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -
     run.save_config()
     t0 = time.perf_counter()
     acts, vector = stage_extract(run, say, progress)
-    rows = stage_sweep(run, acts, vector, say)
+    rows = stage_sweep(run, acts, vector, say, progress)
     report = stage_report(run, acts, vector, rows, say)
     say(f"total {time.perf_counter() - t0:.1f}s")
     return report

@@ -135,6 +135,14 @@ class ResultStore:
                 "(or the same settings to resume)"
             )
 
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     # ---- writing -----------------------------------------------------------------------
     def has_group(self, group_key: str) -> bool:
         return self.db.execute(

@@ -1,0 +1,65 @@
+"""Sweep speed: 16 steering configurations scored in one replayed pass vs one after another.
+
+Both sides use the same steering (hooks for the sequential side, the shared-prefix replay for the
+sweep) on the same multiple-choice items; the sweep also shares each item's prompt across its
+options (prefix tree). Printed as ratios measured in the same run, plus the maximum difference in
+option log-likelihood between the two (they must agree).
+
+Usage: python benchmarks/bench_sweep.py [--model gemma3-270m] [--items 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from linsteer.directions import SteeringVector
+from linsteer.experiments import TaskSpec, score_mc
+from linsteer.models import load_model
+from linsteer.replay import Replayer, Setting
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--items", type=int, default=32)
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args()
+    lm = load_model(args.model, dtype=args.dtype)
+    items = TaskSpec("arith_mc", "reasoning").items("test")[: args.items]
+    gen = torch.Generator().manual_seed(0)
+    vec = SteeringVector({L: torch.randn(lm.hidden_size, generator=gen) for L in range(lm.n_layers)},
+                         {L: 1000.0 for L in range(lm.n_layers)}, {})
+    layers = (lm.n_layers // 3, lm.n_layers // 2)
+    settings = [Setting(vec, layer, "add", s, "norm") for layer in layers
+                for s in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)]
+    print(f"model {args.model} ({lm.dtype}), {len(items)} arith_mc items, {len(settings)} "
+          f"configurations at layers {layers}, {torch.get_num_threads()} threads")
+    runs = {
+        "sweep (replay + prefix tree)": {"tree": True},
+        "one by one, prefix tree": {"tree": True, "replayer": Replayer(lm, use_replay=False)},
+        "one by one, one row per option": {"tree": False, "replayer": Replayer(lm, use_replay=False)},
+    }
+    times, scores = {}, {}
+    for name, kwargs in runs.items():
+        start = time.perf_counter()
+        _, per, _ = score_mc(lm, items, settings, **kwargs)  # type: ignore[arg-type]
+        times[name] = time.perf_counter() - start
+        scores[name] = per
+        print(f"  {name}: {times[name]:.1f}s", flush=True)
+    ref = scores["one by one, one row per option"]
+    fast_scores = scores["sweep (replay + prefix tree)"]
+    diff = max(abs(a - b) for pa, pb in zip(fast_scores, ref, strict=True)
+               for x, y in zip(pa, pb, strict=True)
+               for a, b in zip(x.sum_logprobs, y.sum_logprobs, strict=True))
+    fast = times["sweep (replay + prefix tree)"]
+    print(f"ratio vs one by one (same prefix-tree rows): {times['one by one, prefix tree'] / fast:.2f}x")
+    naive = times["one by one, one row per option"]
+    print(f"ratio vs one by one (one row per option):    {naive / fast:.2f}x")
+    print(f"max |log-likelihood difference|: {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The command line: the whole pipeline on a tiny model folder, stages, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archs import arch_model
+from linsteer.cli import main
+from tiny import tiny_tokenizer
+
+TINY_CONFIG = """
+contrast: builtin
+n_per_class: 8
+layers: [0, 1]
+strengths: [1.0, 4.0]
+n_null: 2
+n_dev: 4
+n_test: 8
+neutral_texts: 4
+analysis_layers: 3
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    arch_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_run_writes_a_complete_run_directory(tiny_folder: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    code = main(["run", "--model", str(tiny_folder), "--config", str(config), "--runs",
+                 str(tmp_path / "runs"), "--quiet"])
+    assert code == 0
+    report = Path(capsys.readouterr().out.strip())
+    run_dir = report.parent
+    assert report.name == "report.html" and report.stat().st_size > 10_000
+    for name in ("config.yaml", "acts.safetensors", "vector.safetensors", "results.sqlite",
+                 "results.json", "controls.json", "tables/items.csv", "tables/cells.csv"):
+        assert (run_dir / name).exists(), name
+    results = json.loads((run_dir / "results.json").read_text())
+    summary = results["summary"]
+    head = summary[0] if isinstance(summary, list) else summary
+    assert head["best_layer"] in (0, 1) and head["baseline_acc"] is not None
+    assert len(list((run_dir / "figures").glob("*.png"))) >= 5
+    assert not list(run_dir.rglob("*.tmp"))
+    # a second `report` over the same directory reuses everything and succeeds
+    assert main(["report", str(run_dir), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["extract", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+    (["extract", "--layers", "1,x"], "bad --layers"),
+    (["extract", "--n", "0"], "--n must be >= 1"),
+    (["run", "--strengths", "a,b"], "bad --strengths"),
+    (["report", "/nonexistent/run"], "is not a run directory"),
+    (["compare", "--models", "gemma3-270m"], "at least two"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "v.safetensors"
+    if argv[0] == "extract":
+        argv = [*argv, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("linsteer: error: ") and message in err and "\n" not in err
+    assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("strenghts: [1.0]\n", "unknown config key 'strenghts'"),
+    ("n_null: many\n", "config key 'n_null' must be an integer"),
+    ("layers: 3\n", "config key 'layers' must be a list"),
+    ("tasks: [arith_mc, poetry]\n", "unknown task 'poetry'"),
+    ("model: [unclosed\n", "not valid YAML"),
+])
+def test_bad_config_names_the_key(text: str, message: str, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert main(["run", "--config", str(config), "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.glob("2*"))  # no run directory was started
+
+
+def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("run", "extract", "analyze", "sweep", "compare", "generate", "report"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert "usage: linsteer " + command in capsys.readouterr().out
