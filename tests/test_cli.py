@@ -97,3 +97,26 @@ def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None
             main([command, "--help"])
         assert exc.value.code == 0
         assert "usage: linsteer " + command in capsys.readouterr().out
+
+
+def test_compare_models_of_different_widths_and_depths(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    folders = []
+    for arch, hidden, layers in (("llama", 32, 3), ("mistral", 32, 3), ("qwen2", 48, 4)):
+        folder = tmp_path / f"{arch}-{hidden}"
+        arch_model(arch, hidden=hidden, layers=layers).save_pretrained(folder)
+        tiny_tokenizer().save_pretrained(folder)
+        folders.append(str(folder))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG.replace("layers: [0, 1]", "layers: [1]"))
+    code = main(["compare", "--models", ",".join(folders), "--config", str(config), "--runs",
+                 str(tmp_path / "runs"), "--quiet"])
+    assert code == 0
+    report = Path(capsys.readouterr().out.strip())
+    results = json.loads((report.parent / "results.json").read_text())
+    text = report.read_text()
+    assert "Reasoning activation profiles on relative depth" in text
+    assert "Cosine between models" in text  # llama and mistral share width 32
+    table = next(t for t in results["tables"] if t["title"] == "Models")["rows"] \
+        if isinstance(results["tables"], list) else results["tables"]["Models"]
+    assert [row["hidden"] for row in table] == [32, 32, 48]

@@ -68,3 +68,15 @@ def test_prefix_tree_scoring_matches_one_row_per_option(gemma: LoadedModel) -> N
     row_base, row_steer, _ = score_mc(gemma, items, settings, tree=False)
     for a, b in zip(tree_base + tree_steer[0], row_base + row_steer[0], strict=True):
         assert a.sum_logprobs == pytest.approx(b.sum_logprobs, abs=1e-2)
+
+
+def test_strength_calibrated_to_ten_percent_perplexity(gemma: LoadedModel) -> None:
+    from linsteer.calibrate import Target, calibrate
+    from linsteer.experiments import neutral_effects, neutral_texts
+
+    vec = extract(contrast_activations(gemma, contrast_from_spec("builtin", 8), progress=False))
+    texts = neutral_texts(4)
+    found = calibrate(gemma, [Target(vec, 6, "add")], [0.1], texts, grid=6, rounds=2)
+    strength = found[(0, 0.1)].strength
+    (base, _), effects, _ = neutral_effects(gemma, [Setting(vec, 6, "add", strength, "raw")], texts)
+    assert effects[0][0] / base == pytest.approx(1.1, abs=0.04)

@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -315,8 +316,8 @@ def pca_grid(
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(len(handles), 4),
-        fontsize=8,
+        ncol=min(len(handles), 3 if color_by == "source" else 4),
+        fontsize=7 if color_by == "source" else 8,
         title="source" if color_by == "source" else "class",
         title_fontsize=8,
     )
@@ -508,6 +509,7 @@ def accuracy_vs_layer(
             )
             handles_null = True
     ax.set_xlabel("layer steered")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _accuracy_axis(ax)
     handles, labels = ax.get_legend_handles_labels()
     if handles_null:
