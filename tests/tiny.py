@@ -21,6 +21,8 @@ from transformers import (
     Gemma3TextConfig,
     GPT2Config,
     LlamaConfig,
+    MistralConfig,
+    Phi3Config,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -31,7 +33,7 @@ from transformers import (
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 VOCAB_SIZE = 256 + len(SPECIALS)
-ARCHS = ("llama", "qwen2", "gemma3", "gpt2", "rwkv")
+ARCHS = ("llama", "qwen2", "gemma3", "gpt2", "mistral", "phi3", "rwkv")
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -59,69 +61,31 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def _config(arch: str) -> PretrainedConfig:
+def arch_config(arch: str, hidden: int = 32, layers: int = 2) -> PretrainedConfig:
+    """A tiny config of ``arch`` (llama, qwen2, mistral, phi3, gemma3, gpt2, rwkv)."""
     ids = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
-    if arch == "llama":
-        return LlamaConfig(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            **ids,
-        )
-    if arch == "qwen2":
-        return Qwen2Config(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            **ids,
-        )
-    if arch == "gemma3":
-        return Gemma3TextConfig(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=8,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            sliding_window=8,
-            layer_types=["sliding_attention", "full_attention"],
-            **ids,
-        )
+    attn = {"vocab_size": VOCAB_SIZE, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 2 * hidden,
+            "max_position_embeddings": 512, **ids}
+    simple = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig, "phi3": Phi3Config}
+    if arch in simple:
+        return simple[arch](**attn)
+    if arch == "gemma3":  # alternating sliding-window (8) and full attention
+        kinds = ["sliding_attention", "full_attention"] * layers
+        return Gemma3TextConfig(**attn, head_dim=8, sliding_window=8, layer_types=kinds[:layers])
     if arch == "gpt2":
-        return GPT2Config(
-            vocab_size=VOCAB_SIZE,
-            n_embd=32,
-            n_layer=2,
-            n_head=4,
-            n_positions=512,
-            **ids,
-        )
+        return GPT2Config(vocab_size=VOCAB_SIZE, n_embd=hidden, n_layer=layers, n_head=4,
+                          n_positions=512, **ids)
     if arch == "rwkv":
-        return RwkvConfig(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=32,
-            num_hidden_layers=2,
-            attention_hidden_size=32,
-            intermediate_size=64,
-            context_length=512,
-            **ids,
-        )
+        return RwkvConfig(vocab_size=VOCAB_SIZE, hidden_size=hidden, num_hidden_layers=layers,
+                          attention_hidden_size=hidden, intermediate_size=2 * hidden,
+                          context_length=512, **ids)
     raise ValueError(f"unknown tiny arch {arch!r}; choose one of {ARCHS}")
 
 
-def tiny_model(arch: str = "llama", seed: int = 0) -> PreTrainedModel:
+def tiny_model(arch: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 2) -> PreTrainedModel:
     """A deterministic (given ``seed``) random-init causal LM in float32, eval mode."""
-    config = _config(arch)
+    config = arch_config(arch, hidden, layers)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
