@@ -229,3 +229,29 @@ def test_sweep_in_perplexity_units_stores_budgets_and_reuses_calibration(tmp_pat
 def summarize_path(path: Path) -> list[dict[str, object]]:
     with ResultStore(path) as store:
         return summarize(store)
+
+
+def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path: Path) -> None:
+    from linsteer.experiments import score_gen
+
+    lm, _, acts, vec = setup()
+    ctr = build_controls(acts, vec, positive="reasoning", negative="memorization", n_null=1)
+    task = TaskSpec("arith_gen", "reasoning", n_dev=3, n_test=5, prompt_format="zero_shot",
+                    max_new_tokens=6)
+    items = task.gen_items("test")
+    settings = [c.vector for c in ctr]
+    from linsteer.replay import Setting
+
+    grid = [Setting(v, 1, "add", 3.0, "norm") for v in settings]
+    base, together, _ = score_gen(lm, items, grid, batch_size=4, max_new_tokens=6, max_rows=64)
+    for setting, rows in zip(grid, together, strict=True):
+        _, alone, _ = score_gen(lm, items, [setting], batch_size=4, max_new_tokens=6)
+        assert [(r.prediction, r.n_tokens) for r in rows] == [(r.prediction, r.n_tokens) for r in alone[0]]
+    assert all(0 < r.n_tokens <= 6 for r in base)
+    # in a sweep: lengths and format failures reach the summary
+    spec = SweepSpec(layers=(1,), strengths=(3.0,), tasks=(task,), neutral_texts=0)
+    with ResultStore(tmp_path / "g.sqlite") as store:
+        run_sweep(lm, ctr[:2], spec, store)
+        rows = summarize(store)
+    assert all(r["mean_tokens"] is not None and r["format_failures"] >= 0 for r in rows)
+    assert {r["task"] for r in rows} == {"arith_gen"}

@@ -21,37 +21,53 @@ from typing import Any
 import torch
 
 from linsteer.activations import Batch, left_pad, tokenize
+from linsteer.answers import extract_number
 from linsteer.controls import Control
 from linsteer.directions import check_compatible
 from linsteer.errors import LinsteerError
 from linsteer.layers import check_layers, is_recurrent
 from linsteer.models import LoadedModel
 from linsteer.prompts.formats import get_format
-from linsteer.prompts.items import MCItem
+from linsteer.prompts.generators import arithmetic_problems
+from linsteer.prompts.items import GenItem, MCItem
 from linsteer.prompts.tasks import builtin_task
 from linsteer.replay import Replayer, Setting
-from linsteer.scoring import ChoiceScores, score_choices
-from linsteer.steering import OPERATORS
+from linsteer.scoring import ChoiceScores, generate_answers, score_choices, score_generation
+from linsteer.steering import OPERATORS, Steer, SteeringHandle, steering
 from linsteer.store import CellKey, ItemRow, NeutralRow, ResultStore
 
 Progress = Callable[[str], None]
 
 
+GEN_TASKS = ("arith_gen",)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """A built-in multiple-choice task evaluated on a dev and a test split."""
+    """A built-in task evaluated on a dev and a test split: multiple choice (``arith_mc``,
+    ``facts_mc``, scored by log-likelihood) or free generation (``arith_gen``: short arithmetic
+    word problems answered by greedy generation, the final number extracted)."""
 
-    name: str  # arith_mc | facts_mc
+    name: str  # arith_mc | facts_mc | arith_gen
     role: str  # reasoning | memorization
     n_dev: int = 32
     n_test: int = 64
     shots: int = 0
     prompt_format: str = "mc_text"
     seed: int = 0
+    max_new_tokens: int = 24
+
+    @property
+    def generative(self) -> bool:
+        return self.name in GEN_TASKS
 
     def items(self, split: str) -> list[MCItem]:
         n = self.n_dev if split == "dev" else self.n_test
         return builtin_task(self.name, split=split, n=n, seed=self.seed, shots=self.shots)
+
+    def gen_items(self, split: str) -> list[GenItem]:
+        n = self.n_dev if split == "dev" else self.n_test
+        return arithmetic_problems(n, steps=(1, 2), seed=self.seed, pool="dev" if split == "dev" else "test")
 
 
 @dataclass(frozen=True)
@@ -308,6 +324,58 @@ def score_mc(
     return collect(sums[0]), [collect(s) for s in sums[1:]], tokens
 
 
+def score_gen(
+    lm: LoadedModel,
+    items: Sequence[GenItem],
+    settings: Sequence[Setting],
+    *,
+    prompt_format: str = "zero_shot",
+    batch_size: int = 16,
+    max_new_tokens: int = 24,
+    max_rows: int = 64,
+) -> tuple[list[ItemRow], list[list[ItemRow]], int]:
+    """Greedy answers of every item, unsteered and under each setting, scored by the final number.
+
+    Settings of one layer and operator run together: each batch row carries its own vector and
+    strength (the steering hooks' per-row mode), prompts replicated once per setting. An answer
+    with no number is wrong and counted as a format failure (never guessed).
+    """
+    fmt = get_format(prompt_format)
+    prompts = [fmt.render_item(item) for item in items]
+    stops = ("\n",) if fmt.style == "qa" else ("\nQ:", "\n\n")
+
+    def generate(rows: list[str], on_batch: Callable[[Sequence[int]], None] | None) -> list[ItemRow]:
+        outs = generate_answers(lm.model, lm.tokenizer, rows, max_new_tokens=max_new_tokens,
+                                stop_strings=stops, batch_size=batch_size, on_batch=on_batch)
+        results, _ = score_generation(list(items) * (len(rows) // len(items)), outs, extract_number)
+        return [ItemRow(r.item_id, r.prediction, r.gold, r.correct, r.extracted,
+                        r.n_generated_tokens, None, None) for r in results]
+
+    base = generate(prompts, None)
+    per: list[list[ItemRow] | None] = [None] * len(settings)
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, s in enumerate(settings):
+        groups.setdefault((s.layer, s.operator), []).append(i)
+    per_pass = max(1, max_rows // len(items))
+    for (layer, op), idxs in groups.items():
+        for start in range(0, len(idxs), per_pass):
+            chunk = idxs[start: start + per_pass]
+            spec = Steer(settings[chunk[0]].vector, (layer,), op, 0.0)  # type: ignore[arg-type]
+            with steering(lm, spec) as handle:
+                def on_batch(rows: Sequence[int], chunk: list[int] = chunk,
+                             handle: SteeringHandle = handle) -> None:
+                    conds = [settings[chunk[r // len(items)]] for r in rows]
+                    handle.reset()
+                    handle.set_rows([c.raw_strength() for c in conds], [c.vector for c in conds])
+
+                rows = generate(prompts * len(chunk), on_batch)
+            for j, i in enumerate(chunk):
+                per[i] = rows[j * len(items): (j + 1) * len(items)]
+    tokens = sum(len(t) for t in tokenize(lm, prompts)) * (1 + len(settings))
+    tokens += sum(r.n_tokens for r in base) + sum(r.n_tokens for rows in per if rows for r in rows)
+    return base, [rows for rows in per if rows is not None], tokens
+
+
 def item_rows(items: Sequence[MCItem], scores: Sequence[ChoiceScores]) -> list[ItemRow]:
     results = score_choices(items, scores, normalise=False)
     return [ItemRow(r.item_id, r.prediction, r.gold, r.correct, r.extracted, 0, r.gold_prob, r.margin)
@@ -411,21 +479,31 @@ def run_sweep(
                 say(f"[{done}/{n_groups}] {task.name}/{split}: already stored, skipped")
                 continue
             start = time.perf_counter()
-            items = task.items(split)
-            base, per, tokens = score_mc(lm, items, settings, prompt_format=task.prompt_format,
-                                         batch_size=spec.batch_size,
-                                         replayer=Replayer(lm, max_rows=spec.max_rows),
-                                         progress=f"{task.name}/{split}" if show_bars else None)
+            if task.generative:
+                gen_items = task.gen_items(split)
+                base_rows, per_rows, tokens = score_gen(
+                    lm, gen_items, settings, prompt_format=task.prompt_format,
+                    batch_size=spec.batch_size, max_new_tokens=task.max_new_tokens,
+                    max_rows=spec.max_rows)
+                n_items = len(gen_items)
+            else:
+                items = task.items(split)
+                base, per, tokens = score_mc(lm, items, settings, prompt_format=task.prompt_format,
+                                             batch_size=spec.batch_size,
+                                             replayer=Replayer(lm, max_rows=spec.max_rows),
+                                             progress=f"{task.name}/{split}" if show_bars else None)
+                base_rows, per_rows = item_rows(items, base), [item_rows(items, p) for p in per]
+                n_items = len(items)
             cells = [(CellKey(lm.name, task.name, task.role, split, "baseline", 0, None, None, None,
-                              spec.unit), item_rows(items, base))]
-            for c, scores in zip(conds, per, strict=True):
+                              spec.unit), base_rows)]
+            for c, rows in zip(conds, per_rows, strict=True):
                 cells.append((CellKey(lm.name, task.name, task.role, split, c.kind, c.seed, c.layer,
-                                      c.operator, c.strength, c.unit), item_rows(items, scores)))
+                                      c.operator, c.strength, c.unit), rows))
             seconds = time.perf_counter() - start
-            total_tokens = tokens * (1 + len(conds))
+            total_tokens = tokens if task.generative else tokens * (1 + len(conds))
             store.write_group(group, cells, seconds=seconds, tokens=total_tokens,
                               flops=per_token * total_tokens)
-            say(f"[{done}/{n_groups}] {task.name}/{split}: {len(items)} items x "
+            say(f"[{done}/{n_groups}] {task.name}/{split}: {n_items} items x "
                 f"{len(conds) + 1} conditions in {seconds:.1f}s")
     if spec.neutral_texts > 0:
         group = json.dumps({"model": lm.name, "neutral": spec.neutral_texts})
@@ -434,11 +512,11 @@ def run_sweep(
             return
         start = time.perf_counter()
         plain, effects, count = neutral_effects(lm, settings, neutral_texts(spec.neutral_texts))
-        rows = [NeutralRow(lm.name, "baseline", 0, None, None, None, spec.unit, plain[0], 0.0, count)]
-        rows += [NeutralRow(lm.name, c.kind, c.seed, c.layer, c.operator, c.strength, c.unit,
+        neutral = [NeutralRow(lm.name, "baseline", 0, None, None, None, spec.unit, plain[0], 0.0, count)]
+        neutral += [NeutralRow(lm.name, c.kind, c.seed, c.layer, c.operator, c.strength, c.unit,
                             ppl, kl, count) for c, (ppl, kl) in zip(conds, effects, strict=True)]
         seconds = time.perf_counter() - start
-        store.write_group(group, [], neutral=rows, seconds=seconds,
+        store.write_group(group, [], neutral=neutral, seconds=seconds,
                           tokens=count * (1 + len(conds)), flops=per_token * count * (1 + len(conds)))
         say(f"[{n_groups}/{n_groups}] neutral text: {len(conds) + 1} conditions in {seconds:.1f}s")
 

@@ -22,7 +22,7 @@ from linsteer import __version__
 from linsteer.activations import ActivationSet, Position
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.experiments import SweepSpec, TaskSpec, flops_per_token, run_sweep, store_path
+from linsteer.experiments import GEN_TASKS, SweepSpec, TaskSpec, flops_per_token, run_sweep, store_path
 from linsteer.extract import contrast_activations
 from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
@@ -55,6 +55,8 @@ class RunConfig:
     n_test: int = 64
     shots: int = 0
     task_format: str = "mc_text"
+    gen_format: str = "zero_shot"  # for generation tasks (arith_gen)
+    max_new_tokens: int = 24
     neutral_texts: int = 8
     batch_size: int = 16
     analysis_layers: int = 8  # PCA panels
@@ -81,7 +83,7 @@ PRESETS: dict[str, RunConfig] = {
                        shots=3, neutral_texts=16, analysis_layers=12),
 }
 
-ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization"}
+ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization", "arith_gen": "reasoning"}
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -134,8 +136,9 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
 
 def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
     layers = config.layers or tuple(sorted({n_layers // 3, n_layers // 2}))
-    tasks = tuple(TaskSpec(t, ROLES[t], config.n_dev, config.n_test, config.shots, config.task_format,
-                           config.seed) for t in config.tasks)
+    tasks = tuple(TaskSpec(t, ROLES[t], config.n_dev, config.n_test, config.shots,
+                           config.gen_format if t in GEN_TASKS else config.task_format, config.seed,
+                           config.max_new_tokens) for t in config.tasks)
     return SweepSpec(layers=layers, strengths=config.strengths, operators=config.operators,
                      unit=config.unit, tasks=tasks, neutral_texts=config.neutral_texts,
                      batch_size=config.batch_size)

@@ -586,7 +586,8 @@ def write_report(
 <ul class="verdicts">{verdicts}</ul>
 <p class="note">Accuracies with 95% Wilson intervals; Δ is paired against the unsteered baseline on the same
 items (exact McNemar p). The steering setting is chosen on the dev split and reported on the test split.
-Null directions: distribution-matched controls (the difference between random halves within each class, orthogonalised to the real direction), applied at the same layer, operator and strength.</p></section>
+Null directions: distribution-matched controls (the difference between random halves within each
+class, orthogonalised to the real direction), applied at the same layer, operator and strength.</p></section>
 <section id="figures"><h2>Figures</h2>{"".join(fig_html) or '<p class="note">(no figures)</p>'}</section>
 <section id="tables"><h2>Tables</h2>{"".join(table_html) or '<p class="note">(no tables)</p>'}</section>
 <section id="settings"><h2>Settings</h2>{_settings_dl(settings)}</section>

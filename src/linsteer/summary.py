@@ -42,7 +42,9 @@ def summarize(store: ResultStore) -> list[Row]:
         row.update(n=prop.n, accuracy=prop.p, ci_lo=prop.lo, ci_hi=prop.hi,
                    gold_prob=sum(probs) / len(probs) if probs else None,
                    format_failures=sum(not r.extracted for r in mine),
-                   mean_tokens=None, delta=None, delta_lo=None, delta_hi=None, p_value=None,
+                   mean_tokens=(sum(r.n_tokens for r in mine) / len(mine)
+                                if any(r.n_tokens for r in mine) else None),
+                   delta=None, delta_lo=None, delta_hi=None, p_value=None,
                    gold_prob_delta=None, gold_prob_lo=None, gold_prob_hi=None, gold_prob_p=None)
         if cell["kind"] != "baseline" and base_cell is not None:
             base = {r.item_id: r for r in items[base_cell["cell_key"]]}
