@@ -120,3 +120,17 @@ def test_compare_models_of_different_widths_and_depths(tmp_path: Path,
     table = next(t for t in results["tables"] if t["title"] == "Models")["rows"] \
         if isinstance(results["tables"], list) else results["tables"]["Models"]
     assert [row["hidden"] for row in table] == [32, 32, 48]
+
+
+def test_extract_then_side_by_side_generation(tiny_folder: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    vector = tmp_path / "v.safetensors"
+    assert main(["extract", "--model", str(tiny_folder), "--n", "6", "--out", str(vector), "--quiet"]) == 0
+    assert "wrote" in capsys.readouterr().out and vector.exists()
+    assert main(["generate", "Q: 2 + 2 = ?\nA:", "--model", str(tiny_folder), "--vector", str(vector),
+                 "--layer", "1", "--strength", "8", "--max-new-tokens", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "--- unsteered ---" in out and "--- steered (add 8 x norm at layer 1) ---" in out
+    assert main(["generate", "x", "--model", str(tiny_folder), "--vector", str(vector),
+                 "--layer", "9"]) == 2
+    assert "layer 9 is out of range" in capsys.readouterr().err

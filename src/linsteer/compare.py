@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from linsteer.activations import ActivationSet
 from linsteer.analysis import Profile, cross_model_cosine, profile, separability
 from linsteer.directions import SteeringVector
-from linsteer.pipeline import Run, Say, make_config, new_run_dir, run_all
+from linsteer.pipeline import Say, make_config, new_run_dir, run_all
 from linsteer.plots import cross_model_cosine_plot, cross_model_plot
 from linsteer.report import Headline, write_report
 
@@ -80,5 +80,3 @@ def compare_models(models: list[str], preset: str, config_file: str | None, runs
     say(f"comparison report: {report}")
     return report
 
-
-__all__ = ["Run", "compare_models"]
