@@ -51,8 +51,11 @@ def test_run_writes_a_complete_run_directory(tiny_folder: Path, tmp_path: Path,
     assert head["best_layer"] in (0, 1) and head["baseline_acc"] is not None
     assert len(list((run_dir / "figures").glob("*.png"))) >= 5
     assert not list(run_dir.rglob("*.tmp"))
-    # a second `report` over the same directory reuses everything and succeeds
+    # a second `report` over the same directory reuses everything, keeping the measured costs
     assert main(["report", str(run_dir), "--quiet"]) == 0
+    again = json.loads((run_dir / "results.json").read_text())["summary"]
+    again = again[0] if isinstance(again, list) else again
+    assert again["extraction_seconds"] == head["extraction_seconds"] is not None
 
 
 @pytest.mark.parametrize(("argv", "message"), [

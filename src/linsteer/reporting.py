@@ -111,7 +111,8 @@ def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: li
     memorization = [t for t in cfg.tasks if ROLES[t] == "memorization"]
     if not reasoning:
         raise LinsteerError("the report needs a reasoning task; add arith_mc to 'tasks'")
-    extraction = run.phases.get("extraction", {})
+    with ResultStore(store_path(run.dir)) as store:  # phases survive a resumed or partial run
+        extraction = next((p for p in store.phases() if p["name"] == "extraction"), {})
     headline = headline_from_rows(
         rows, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
         extraction_seconds=extraction.get("seconds"),
