@@ -255,3 +255,21 @@ def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path
         rows = summarize(store)
     assert all(r["mean_tokens"] is not None and r["format_failures"] >= 0 for r in rows)
     assert {r["task"] for r in rows} == {"arith_gen"}
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "gsm8k" / "test.jsonl").exists(), reason="shared GSM8K file absent")
+def test_gsm8k_file_as_a_generation_task(tmp_path: Path) -> None:
+    lm, _, acts, vec = setup()
+    task = TaskSpec(f"gsm8k={SHARED / 'gsm8k' / 'test.jsonl'}", "reasoning", n_dev=2, n_test=3,
+                    prompt_format="zero_shot", max_new_tokens=4)
+    dev, test = task.gen_items("dev"), task.gen_items("test")
+    assert len(dev) == 2 and len(test) == 3 and not {i.id for i in dev} & {i.id for i in test}
+    assert test[0].id == "gsm8k:test:1"  # odd rows are the test half
+    ctr = build_controls(acts, vec, positive="reasoning", negative="memorization", n_null=1)
+    spec = SweepSpec(layers=(1,), strengths=(1.0,), tasks=(task,), neutral_texts=0)
+    with ResultStore(tmp_path / "g.sqlite") as store:
+        run_sweep(lm, ctr, spec, store)
+        assert len(store.cells()) == 2 * (len(ctr) + 1)

@@ -27,6 +27,7 @@ from linsteer.directions import check_compatible
 from linsteer.errors import LinsteerError
 from linsteer.layers import check_layers, is_recurrent
 from linsteer.models import LoadedModel
+from linsteer.prompts.benchmarks import load_benchmark
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.generators import arithmetic_problems
 from linsteer.prompts.items import GenItem, MCItem
@@ -40,6 +41,19 @@ Progress = Callable[[str], None]
 
 
 GEN_TASKS = ("arith_gen",)
+BENCHMARK_TASKS = ("gsm8k", "mgsm", "gsm_symbolic")  # as "name=PATH": generation, final number
+BUILTIN_ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization", "arith_gen": "reasoning"}
+
+
+def task_role(name: str) -> str:
+    """reasoning / memorization for a task name: a built-in task or ``gsm8k=PATH`` etc."""
+    if name in BUILTIN_ROLES:
+        return BUILTIN_ROLES[name]
+    kind, _, path = name.partition("=")
+    if kind in BENCHMARK_TASKS and path:
+        return "reasoning"
+    known = ", ".join([*BUILTIN_ROLES, *(f"{b}=PATH" for b in BENCHMARK_TASKS)])
+    raise LinsteerError(f"unknown task {name!r}; use {known}")
 
 
 @dataclass(frozen=True)
@@ -59,15 +73,22 @@ class TaskSpec:
 
     @property
     def generative(self) -> bool:
-        return self.name in GEN_TASKS
+        return self.name in GEN_TASKS or "=" in self.name
 
     def items(self, split: str) -> list[MCItem]:
         n = self.n_dev if split == "dev" else self.n_test
         return builtin_task(self.name, split=split, n=n, seed=self.seed, shots=self.shots)
 
     def gen_items(self, split: str) -> list[GenItem]:
+        """Built-in problems, or a benchmark file's test set split in two: even rows are dev, odd
+        rows test (deterministic and disjoint)."""
         n = self.n_dev if split == "dev" else self.n_test
-        return arithmetic_problems(n, steps=(1, 2), seed=self.seed, pool="dev" if split == "dev" else "test")
+        if self.name == "arith_gen":
+            return arithmetic_problems(n, steps=(1, 2), seed=self.seed,
+                                       pool="dev" if split == "dev" else "test")
+        kind, _, path = self.name.partition("=")
+        items = load_benchmark(kind, path, split="test")
+        return [item for item in items[(0 if split == "dev" else 1)::2] if isinstance(item, GenItem)][:n]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,15 @@ from linsteer import __version__
 from linsteer.activations import ActivationSet, Position
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.experiments import GEN_TASKS, SweepSpec, TaskSpec, flops_per_token, run_sweep, store_path
+from linsteer.experiments import (
+    GEN_TASKS,
+    SweepSpec,
+    TaskSpec,
+    flops_per_token,
+    run_sweep,
+    store_path,
+    task_role,
+)
 from linsteer.extract import contrast_activations
 from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
@@ -76,14 +84,17 @@ PRESETS: dict[str, RunConfig] = {
     "quick": RunConfig(),
     # Hong et al.'s settings: MMLU-Pro reasoning vs memorization categories read zero-shot with
     # 'Q: ...\nA:', the projection-scale operator over a strength grid, more items and nulls.
-    # (Point ``contrast`` at your MMLU-Pro file: mmlu_pro=PATH.)
+    # GSM8K answered with the 8-shot chain-of-thought prompt. Point ``contrast`` and the gsm8k
+    # task at your files (mmlu_pro=PATH, gsm8k=PATH).
     "paper": RunConfig(contrast="mmlu_pro=data/mmlu_pro/test.jsonl", n_per_class=200,
                        operators=("project_scale",), unit="raw",
                        strengths=(-0.5, -0.2, 0.2, 0.5, 1.0), n_null=5, n_dev=100, n_test=300,
+                       tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
+                       gen_format="gsm8k_cot_8shot", max_new_tokens=256,
                        shots=3, neutral_texts=16, analysis_layers=12),
 }
 
-ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization", "arith_gen": "reasoning"}
+
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -129,16 +140,22 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
         updates[key] = _coerce(key, value, getattr(PRESETS["quick"], key))
     config = replace(config, **updates)
     for task in config.tasks:
-        if task not in ROLES:
-            raise LinsteerError(f"config key 'tasks': unknown task {task!r}; use {', '.join(ROLES)}")
+        try:
+            task_role(task)
+        except LinsteerError as exc:
+            raise LinsteerError(f"config key 'tasks': {exc}") from exc
     return config
 
 
 def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
     layers = config.layers or tuple(sorted({n_layers // 3, n_layers // 2}))
-    tasks = tuple(TaskSpec(t, ROLES[t], config.n_dev, config.n_test, config.shots,
-                           config.gen_format if t in GEN_TASKS else config.task_format, config.seed,
-                           config.max_new_tokens) for t in config.tasks)
+    specs = []
+    for t in config.tasks:
+        generative = t in GEN_TASKS or "=" in t
+        specs.append(TaskSpec(t, task_role(t), config.n_dev, config.n_test, config.shots,
+                              config.gen_format if generative else config.task_format, config.seed,
+                              config.max_new_tokens))
+    tasks = tuple(specs)
     return SweepSpec(layers=layers, strengths=config.strengths, operators=config.operators,
                      unit=config.unit, tasks=tasks, neutral_texts=config.neutral_texts,
                      batch_size=config.batch_size)

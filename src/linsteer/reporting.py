@@ -11,8 +11,8 @@ from linsteer.activations import ActivationSet
 from linsteer.analysis import layer_cosines, profile, separability
 from linsteer.directions import SteeringVector
 from linsteer.errors import LinsteerError
-from linsteer.experiments import store_path
-from linsteer.pipeline import ROLES, Run, Say, settings_block, strengths_label
+from linsteer.experiments import store_path, task_role
+from linsteer.pipeline import Run, Say, settings_block, strengths_label
 from linsteer.plots import (
     accuracy_vs_layer,
     accuracy_vs_strength,
@@ -59,7 +59,7 @@ def analysis_figures(acts: ActivationSet, vector: SteeringVector, n_panels: int
 
 def steering_figures(rows: list[dict[str, Any]], headline: Headline, unit: str, strengths: str
                      ) -> list[tuple[str, str, Figure]]:
-    reasoning = [t for t in {r["task"] for r in rows} if ROLES.get(t) == "reasoning"]
+    reasoning = sorted(t for t in {r["task"] for r in rows} if task_role(t) == "reasoning")
     figs: list[tuple[str, str, Figure]] = []
     for task in reasoning:
         figs.append((f"Steering effect by layer ({task}, test split)",
@@ -107,8 +107,8 @@ def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: li
                  say: Say) -> Any:
     cfg = run.config
     model = rows[0]["model"] if rows else cfg.model
-    reasoning = [t for t in cfg.tasks if ROLES[t] == "reasoning"]
-    memorization = [t for t in cfg.tasks if ROLES[t] == "memorization"]
+    reasoning = [t for t in cfg.tasks if task_role(t) == "reasoning"]
+    memorization = [t for t in cfg.tasks if task_role(t) == "memorization"]
     if not reasoning:
         raise LinsteerError("the report needs a reasoning task; add arith_mc to 'tasks'")
     with ResultStore(store_path(run.dir)) as store:  # phases survive a resumed or partial run
