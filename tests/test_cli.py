@@ -21,6 +21,7 @@ n_dev: 4
 n_test: 8
 neutral_texts: 4
 analysis_layers: 3
+extra_methods: [pca]
 """
 
 
@@ -49,6 +50,8 @@ def test_run_writes_a_complete_run_directory(tiny_folder: Path, tmp_path: Path,
     summary = results["summary"]
     head = summary[0] if isinstance(summary, list) else summary
     assert head["best_layer"] in (0, 1) and head["baseline_acc"] is not None
+    cells = (run_dir / "tables" / "cells.csv").read_text()
+    assert ",pca," in cells and ",mean_diff," in cells  # a second vector source, swept alongside
     assert len(list((run_dir / "figures").glob("*.png"))) >= 5
     assert not list(run_dir.rglob("*.tmp"))
     # a second `report` over the same directory reuses everything, keeping the measured costs

@@ -68,7 +68,7 @@ def test_sweep_stores_every_cell_with_statistics(tmp_path: Path) -> None:
         assert len(rows) == 4 * (n_conditions + 1)  # 2 tasks x 2 splits
         assert len(store.neutral_rows()) == n_conditions + 1
         # no item used to extract the direction is ever evaluated on
-        evaluated = {r[8] for r in store.dump() if len(r) > 8}
+        evaluated = {r[9] for r in store.dump() if len(r) > 9}
         assert evaluated
         assert not evaluated & set(contrast.ids)
     for r in rows:

@@ -33,6 +33,7 @@ class Control:
     seed: int
     vector: SteeringVector
     cos_to_real: dict[int, float]
+    source: str = "mean_diff"  # the vector the direction belongs to (its extraction method)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -44,7 +45,7 @@ def _derived(real: SteeringVector, kind: str, seed: int, dirs: dict[int, torch.T
     meta = dict(real.meta, control=kind, control_seed=str(seed))
     vec = SteeringVector({k: v.float() for k, v in dirs.items()}, dict(real.norms), dict(real.counts), meta)
     cos = {layer: _cos(dirs[layer], real.direction(layer)) for layer in real.layers}
-    return Control(kind, seed, vec, cos)
+    return Control(kind, seed, vec, cos, real.meta.get("method", "mean_diff"))
 
 
 def null_direction(acts: ActivationSet, real: SteeringVector, positive: str, negative: str,
@@ -100,7 +101,8 @@ def build_controls(
     isotropic: int = 1,
 ) -> list[Control]:
     """The real direction followed by its controls, each a :class:`Control`."""
-    out = [Control("real", 0, real, {layer: 1.0 for layer in real.layers})]
+    out = [Control("real", 0, real, {layer: 1.0 for layer in real.layers},
+                   real.meta.get("method", "mean_diff"))]
     out += [null_direction(acts, real, positive, negative, s) for s in range(n_null)]
     out += [shuffled_direction(acts, real, positive, negative, s) for s in range(n_shuffled)]
     if negated:

@@ -124,6 +124,7 @@ class Condition:
     unit: str
     vector: Any = field(compare=False, hash=False, repr=False)
     raw: float | None = None  # calibrated raw strength (unit "ppl": ``strength`` is the budget)
+    source: str = ""
 
     def setting(self) -> Setting:
         if self.raw is not None:
@@ -137,7 +138,7 @@ def conditions(spec: SweepSpec, controls: Sequence[Control],
     (control index, layer, operator, budget) to the raw strength reaching that budget."""
     return [
         Condition(c.kind, c.seed, layer, op, s, spec.unit, c.vector,
-                  None if calibrated is None else calibrated[(i, layer, op, s)])
+                  None if calibrated is None else calibrated[(i, layer, op, s)], c.source)
         for layer in spec.layers for op in spec.operators for s in spec.strengths
         for i, c in enumerate(controls)
     ]
@@ -519,7 +520,7 @@ def run_sweep(
                               spec.unit), base_rows)]
             for c, rows in zip(conds, per_rows, strict=True):
                 cells.append((CellKey(lm.name, task.name, task.role, split, c.kind, c.seed, c.layer,
-                                      c.operator, c.strength, c.unit), rows))
+                                      c.operator, c.strength, c.unit, c.source), rows))
             seconds = time.perf_counter() - start
             total_tokens = tokens if task.generative else tokens * (1 + len(conds))
             store.write_group(group, cells, seconds=seconds, tokens=total_tokens,
@@ -535,7 +536,8 @@ def run_sweep(
         plain, effects, count = neutral_effects(lm, settings, neutral_texts(spec.neutral_texts))
         neutral = [NeutralRow(lm.name, "baseline", 0, None, None, None, spec.unit, plain[0], 0.0, count)]
         neutral += [NeutralRow(lm.name, c.kind, c.seed, c.layer, c.operator, c.strength, c.unit,
-                            ppl, kl, count) for c, (ppl, kl) in zip(conds, effects, strict=True)]
+                               ppl, kl, count, c.source)
+                    for c, (ppl, kl) in zip(conds, effects, strict=True)]
         seconds = time.perf_counter() - start
         store.write_group(group, [], neutral=neutral, seconds=seconds,
                           tokens=count * (1 + len(conds)), flops=per_token * count * (1 + len(conds)))

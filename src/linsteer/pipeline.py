@@ -51,6 +51,7 @@ class RunConfig:
     n_per_class: int = 32
     seed: int = 0
     method: str = "mean_diff"
+    extra_methods: tuple[str, ...] = ()  # more vector sources swept beside it (real direction only)
     position: str = "last"
     prompt_format: str = "zero_shot"
     layers: tuple[int, ...] | None = None  # steering layers; None: two at 1/3 and 1/2 depth
@@ -239,6 +240,10 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
     positive, negative = vector.meta.get("positive", "reasoning"), vector.meta.get("negative", "memorization")
     controls = build_controls(acts, vector, positive=positive, negative=negative,
                               n_null=run.config.n_null)
+    for method in run.config.extra_methods:  # other vector sources: their real direction
+        other = extract(acts, positive=positive, negative=negative, method=method, seed=run.config.seed)
+        controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
+                                   n_shuffled=0, negated=False, isotropic=0)
     with ResultStore(store_path(run.dir)) as store:
         store.check_settings({"config": asdict(run.config), "fingerprint": lm.fingerprint})
         start = time.perf_counter()

@@ -113,12 +113,13 @@ def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: li
         raise LinsteerError("the report needs a reasoning task; add arith_mc to 'tasks'")
     with ResultStore(store_path(run.dir)) as store:  # phases survive a resumed or partial run
         extraction = next((p for p in store.phases() if p["name"] == "extraction"), {})
+    primary = [r for r in rows if r["source"] in ("", cfg.method)]  # extra sources: tables only
     headline = headline_from_rows(
-        rows, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
+        primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
         extraction_seconds=extraction.get("seconds"),
         extraction_tokens=int(extraction.get("tokens", 0)) or None)
     figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
-    figs += steering_figures(rows, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
+    figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
     test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]
     controls_file = run.dir / "controls.json"
     controls = json.loads(controls_file.read_text()) if controls_file.exists() else []

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS groups (
 CREATE TABLE IF NOT EXISTS cells (
     cell_key TEXT PRIMARY KEY, group_key TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL,
     role TEXT NOT NULL, split TEXT NOT NULL, kind TEXT NOT NULL, seed INTEGER NOT NULL,
-    layer INTEGER, operator TEXT, strength REAL, unit TEXT NOT NULL,
+    layer INTEGER, operator TEXT, strength REAL, unit TEXT NOT NULL, source TEXT NOT NULL,
     seconds REAL NOT NULL, tokens INTEGER NOT NULL, flops REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS items (
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS neutral (
     cell_key TEXT PRIMARY KEY, group_key TEXT NOT NULL, model TEXT NOT NULL, kind TEXT NOT NULL,
     seed INTEGER NOT NULL, layer INTEGER, operator TEXT, strength REAL, unit TEXT NOT NULL,
-    ppl REAL NOT NULL, kl REAL NOT NULL, tokens INTEGER NOT NULL
+    source TEXT NOT NULL, ppl REAL NOT NULL, kl REAL NOT NULL, tokens INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS phases (
     name TEXT PRIMARY KEY, seconds REAL NOT NULL, tokens INTEGER NOT NULL, flops REAL NOT NULL
@@ -63,6 +63,7 @@ class CellKey:
     operator: str | None
     strength: float | None
     unit: str
+    source: str = ""  # which vector (extraction method or file) the direction came from
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -94,6 +95,7 @@ class NeutralRow:
     ppl: float
     kl: float
     tokens: int
+    source: str = ""
 
     def key(self) -> str:
         d = asdict(self)
@@ -166,9 +168,9 @@ class ResultStore:
             for cell, rows in cells:
                 key = cell.key()
                 self.db.execute(
-                    "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (key, group_key, cell.model, cell.task, cell.role, cell.split, cell.kind,
-                     cell.seed, cell.layer, cell.operator, cell.strength, cell.unit,
+                     cell.seed, cell.layer, cell.operator, cell.strength, cell.unit, cell.source,
                      seconds * share, int(tokens * share), flops * share),
                 )
                 self.db.executemany(
@@ -178,9 +180,10 @@ class ResultStore:
                 )
             for nrow in neutral:
                 self.db.execute(
-                    "INSERT INTO neutral VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO neutral VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (nrow.key(), group_key, nrow.model, nrow.kind, nrow.seed, nrow.layer,
-                     nrow.operator, nrow.strength, nrow.unit, nrow.ppl, nrow.kl, nrow.tokens),
+                     nrow.operator, nrow.strength, nrow.unit, nrow.source, nrow.ppl, nrow.kl,
+                     nrow.tokens),
                 )
             self.db.execute("INSERT INTO groups VALUES (?,?,?,?,?)",
                             (group_key, seconds, tokens, flops, n_rows))
@@ -229,7 +232,7 @@ class ResultStore:
         """Every stored result row (no timings), sorted: for comparing two runs."""
         rows = self.db.execute(
             "SELECT c.model, c.task, c.split, c.kind, c.seed, c.layer, c.operator, c.strength, "
-            "i.item_id, i.prediction, i.correct, i.gold_prob, i.margin FROM items i "
+            "c.source, i.item_id, i.prediction, i.correct, i.gold_prob, i.margin FROM items i "
             "JOIN cells c ON c.cell_key = i.cell_key ORDER BY c.cell_key, i.item_id").fetchall()
         rows += self.db.execute("SELECT cell_key, ppl, kl FROM neutral ORDER BY cell_key").fetchall()
         return rows
@@ -241,7 +244,7 @@ class ResultStore:
         folder.mkdir(parents=True, exist_ok=True)
         cur = self.db.execute(
             "SELECT c.model, c.task, c.role, c.split, c.kind, c.seed, c.layer, c.operator, "
-            "c.strength, c.unit, i.item_id, i.prediction, i.gold, i.correct, i.extracted, "
+            "c.strength, c.unit, c.source, i.item_id, i.prediction, i.gold, i.correct, i.extracted, "
             "i.n_tokens, i.gold_prob, i.margin FROM items i JOIN cells c "
             "ON c.cell_key = i.cell_key ORDER BY c.cell_key, i.item_id")
         names = [d[0] for d in cur.description]

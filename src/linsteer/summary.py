@@ -21,14 +21,14 @@ Row = dict[str, Any]
 
 
 def _setting_key(cell: Row) -> tuple[Any, ...]:
-    return (cell["model"], cell["layer"], cell["operator"], cell["strength"], cell["unit"])
+    return (cell["model"], cell["layer"], cell["operator"], cell["strength"], cell["unit"], cell["source"])
 
 
 def summarize(store: ResultStore) -> list[Row]:
     """One row per stored cell, with the keys of :data:`linsteer.plots.REQUIRED_KEYS` and more."""
     cells = store.cells()
-    neutral = {(n["model"], n["kind"], n["seed"], n["layer"], n["operator"], n["strength"], n["unit"]): n
-               for n in store.neutral_rows()}
+    neutral = {(n["model"], n["kind"], n["seed"], n["layer"], n["operator"], n["strength"], n["unit"],
+                n["source"]): n for n in store.neutral_rows()}
     items: dict[str, list[ItemRow]] = {c["cell_key"]: store.item_rows(c["cell_key"]) for c in cells}
     baselines = {(c["model"], c["task"], c["split"]): c for c in cells if c["kind"] == "baseline"}
     rows: list[Row] = []
@@ -37,7 +37,8 @@ def summarize(store: ResultStore) -> list[Row]:
         prop = proportion([r.correct for r in mine])
         base_cell = baselines.get((cell["model"], cell["task"], cell["split"]))
         row: Row = {k: cell[k] for k in ("model", "task", "role", "split", "kind", "seed", "layer",
-                                          "operator", "strength", "unit", "seconds", "tokens", "flops")}
+                                          "operator", "strength", "unit", "source", "seconds", "tokens",
+                                          "flops")}
         probs = [r.gold_prob for r in mine if r.gold_prob is not None]
         row.update(n=prop.n, accuracy=prop.p, ci_lo=prop.lo, ci_hi=prop.hi,
                    gold_prob=sum(probs) / len(probs) if probs else None,
@@ -59,7 +60,7 @@ def summarize(store: ResultStore) -> list[Row]:
                 row.update(gold_prob_delta=diff.mean_diff, gold_prob_lo=diff.lo,
                            gold_prob_hi=diff.hi, gold_prob_p=diff.p_value)
         side = neutral.get((cell["model"], cell["kind"], cell["seed"], cell["layer"],
-                            cell["operator"], cell["strength"], cell["unit"]))
+                            cell["operator"], cell["strength"], cell["unit"], cell["source"]))
         row["ppl"] = side["ppl"] if side else None
         row["kl"] = side["kl"] if side else None
         rows.append(row)
@@ -92,9 +93,9 @@ def _add_holm(rows: list[Row]) -> None:
         r["cells_tried"] = None
     if not real:
         return
-    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
     for r in real:
-        groups[(r["task"], r["split"])].append(r)
+        groups[(r["task"], r["split"], r["source"])].append(r)
     for group in groups.values():
         adjusted = holm([r["p_value"] for r in group])
         for r, p in zip(group, adjusted.adjusted, strict=True):
