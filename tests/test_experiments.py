@@ -257,7 +257,7 @@ def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path
     assert {r["task"] for r in rows} == {"arith_gen"}
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import DATA as SHARED  # noqa: E402
 
 
 @pytest.mark.skipif(not (SHARED / "gsm8k" / "test.jsonl").exists(), reason="shared GSM8K file absent")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from linsteer.errors import LinsteerError
+from helpers import DATA, needs_data, one_line_error
 from linsteer.prompts import (
     ContrastSet,
     GenItem,
@@ -25,21 +23,7 @@ from linsteer.prompts import (
     split_mmlu_pro,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not (DATA / "mmlu_pro" / "test.jsonl").exists(),
-    reason=f"shared datasets not found at {DATA} (clone shared/ beside the repo)",
-)
-
-
-def _err(fn: object, *parts: str) -> str:
-    with pytest.raises(LinsteerError) as ei:
-        fn()  # type: ignore[operator]
-    msg = str(ei.value)
-    assert "\n" not in msg, msg
-    for p in parts:
-        assert p in msg, msg
-    return msg
+_err = one_line_error
 
 
 def _words(text: str) -> int:
