@@ -16,6 +16,7 @@ import torch
 from scipy.stats import binomtest
 
 from archs import arch_lm
+from helpers import DATA as SHARED
 from linsteer.controls import build_controls
 from linsteer.directions import extract
 from linsteer.errors import LinsteerError
@@ -257,7 +258,6 @@ def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path
     assert {r["task"] for r in rows} == {"arith_gen"}
 
 
-from helpers import DATA as SHARED  # noqa: E402
 
 
 @pytest.mark.skipif(not (SHARED / "gsm8k" / "test.jsonl").exists(), reason="shared GSM8K file absent")
