@@ -262,14 +262,7 @@ def load_model(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LinsteerError(f"cannot load model {spec!r}: {first}") from exc
     model.to(device)
-    model.eval()
-    return LoadedModel(
-        model=model,
-        tokenizer=prepare_tokenizer(tokenizer),
-        name=spec,
-        fingerprint=fingerprint_model(model),
-        blocks=find_blocks(model, layer_path),
-    )
+    return wrap_model(model, tokenizer, spec, layer_path)
 
 
 def wrap_model(
