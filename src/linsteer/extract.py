@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,30 @@ def contrast_activations(
     return acts
 
 
+def vector_from_contrast(
+    lm: LoadedModel,
+    contrast: ContrastSet,
+    *,
+    contrast_name: str,
+    prompt_format: str = "zero_shot",
+    position: Position = "last",
+    layers: list[int] | None = None,
+    batch_size: int = 16,
+    method: str = "mean_diff",
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[ActivationSet, SteeringVector]:
+    """Read a contrast set and extract its per-layer direction (positive minus negative class)."""
+    acts = contrast_activations(lm, contrast, prompt_format=prompt_format, position=position,
+                                layers=layers, batch_size=batch_size, progress=progress)
+    acts.meta["sources"] = json.dumps([item.source for item in contrast.items])
+    vector = extract(acts, positive=contrast.positive, negative=contrast.negative, method=method,
+                     seed=seed)
+    vector.meta.update(contrast=contrast_name, contrast_sha256=contrast.sha256(),
+                       n_layers=str(lm.n_layers))
+    return acts, vector
+
+
 def run_extract(settings: ExtractSettings, out: Path, *, progress: bool = True) -> ExtractResult:
     """Load the model, read the contrast set, extract and save the vector (atomically)."""
     if settings.n_per_class < 1:
@@ -83,14 +108,11 @@ def run_extract(settings: ExtractSettings, out: Path, *, progress: bool = True) 
     lm = load_model(settings.model, dtype=settings.dtype, device=settings.device,
                     trust_remote_code=settings.trust_remote_code)
     loaded = time.perf_counter()
-    acts = contrast_activations(lm, contrast, prompt_format=settings.prompt_format,
-                                position=settings.position, layers=settings.layers,
-                                batch_size=settings.batch_size, progress=progress)
+    acts, vector = vector_from_contrast(
+        lm, contrast, contrast_name=settings.contrast, prompt_format=settings.prompt_format,
+        position=settings.position, layers=settings.layers, batch_size=settings.batch_size,
+        method=settings.method, seed=settings.seed, progress=progress)
     read = time.perf_counter()
-    vector = extract(acts, positive=contrast.positive, negative=contrast.negative,
-                     method=settings.method, seed=settings.seed)
-    vector.meta.update(contrast=settings.contrast, contrast_sha256=contrast.sha256(),
-                       n_layers=str(lm.n_layers))
     vector.save(out)
     return ExtractResult(vector, acts, contrast, out, loaded - start, read - loaded,
                          sum(acts.n_tokens))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from linsteer.experiments import (
     store_path,
     task_role,
 )
-from linsteer.extract import contrast_activations
+from linsteer.extract import vector_from_contrast
 from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.store import ResultStore
@@ -181,7 +181,6 @@ class Run:
     dir: Path
     config: RunConfig
     lm: LoadedModel | None = None
-    phases: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def save_config(self) -> None:
         (self.dir / "config.yaml").write_text(yaml.safe_dump(
@@ -189,7 +188,6 @@ class Run:
             sort_keys=False))
 
     def phase(self, name: str, seconds: float, tokens: int, flops: float) -> None:
-        self.phases[name] = {"seconds": seconds, "tokens": tokens, "flops": flops}
         with ResultStore(store_path(self.dir)) as store:
             store.record_phase(name, seconds, tokens, flops)
 
@@ -214,13 +212,10 @@ def stage_extract(run: Run, say: Say, progress: bool = True) -> tuple[Activation
     lm = load(run, say)
     contrast = contrast_from_spec(cfg.contrast, cfg.n_per_class, cfg.seed)
     start = time.perf_counter()
-    acts = contrast_activations(lm, contrast, prompt_format=cfg.prompt_format,
-                                position=cfg.position_value(), batch_size=cfg.batch_size,
-                                progress=progress)
-    acts.meta["sources"] = json.dumps([item.source for item in contrast.items])
-    vector = extract(acts, positive=contrast.positive, negative=contrast.negative,
-                     method=cfg.method, seed=cfg.seed)
-    vector.meta.update(contrast=cfg.contrast, n_layers=str(lm.n_layers))
+    acts, vector = vector_from_contrast(
+        lm, contrast, contrast_name=cfg.contrast, prompt_format=cfg.prompt_format,
+        position=cfg.position_value(), batch_size=cfg.batch_size, method=cfg.method,
+        seed=cfg.seed, progress=progress)
     seconds = time.perf_counter() - start
     tokens = sum(acts.n_tokens)
     run.phase("extraction", seconds, tokens, flops_per_token(lm) * tokens)
