@@ -82,3 +82,37 @@ def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> N
         assert tree_tokens == row_tokens  # so every option keeps its own row
     else:
         assert tree_tokens < row_tokens / 2  # the prompt is computed once per item, not per option
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2", "rwkv"])
+def test_rows_engine_scores_like_the_replay_and_one_by_one(arch: str) -> None:
+    lm = arch_lm(arch)
+    prompts = PROMPTS[:1] if arch == "rwkv" else PROMPTS
+    batch = left_pad(tokenize(lm, prompts), 0)
+    settings = settings_for(lm)
+    rows = Replayer(lm, engine="rows", pass_tokens=40)  # several forwards, mixed layers in each
+    assert rows.chosen_engine() == "rows"
+    base_rows, res_rows = rows.run(batch, settings, 3, logprobs)
+    base_slow, res_slow = Replayer(lm, use_replay=False).run(batch, settings, 3, logprobs)
+    torch.testing.assert_close(base_rows, base_slow, atol=1e-4, rtol=1e-4)
+    for a, b in zip(res_rows, res_slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(res_rows[0], base_rows, atol=1e-3)
+
+
+def test_engine_choice_and_mc_scores_agree() -> None:
+    from linsteer.errors import LinsteerError
+    from linsteer.experiments import score_mc
+    from linsteer.prompts.tasks import builtin_task
+
+    lm = arch_lm("llama")
+    assert Replayer(lm).chosen_engine() == "replay"  # a CPU: the replay wins there
+    with pytest.raises(LinsteerError, match="unknown sweep engine 'fast'"):
+        Replayer(lm, engine="fast").chosen_engine()
+    items = builtin_task("arith_mc", split="dev", n=6)
+    settings = settings_for(lm, layers=(0, 1))[:6]
+    a_base, a_per, _ = score_mc(lm, items, settings, batch_size=4, replayer=Replayer(lm, engine="replay"))
+    b_base, b_per, _ = score_mc(lm, items, settings, batch_size=4, replayer=Replayer(lm, engine="rows"))
+    for a, b in zip([a_base, *a_per], [b_base, *b_per], strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.sum_logprobs == pytest.approx(y.sum_logprobs, abs=1e-3)

@@ -8,6 +8,16 @@ is applied only to the positions that are scored. The blocks are called exactly 
 called them, so no architecture table is needed; a self-check on the first batch compares the
 replayed unsteered tail with the model's own logits and falls back to full steered forwards
 (through :mod:`linsteer.steering`) if they differ. Recurrent models always use full forwards.
+
+Two engines score the conditions; both give the same numbers (up to float rounding):
+
+- ``"replay"``: the tails above each steered layer, as above. Least arithmetic: wins on CPUs.
+- ``"rows"``: the conditions become extra batch rows (one copy of the batch per condition, the
+  unsteered baseline included) through the whole model in one steered forward, each row with its
+  own vector and strength at its own layer. More arithmetic but few large launches and no
+  per-layer Python: wins on GPUs, where the replay's many small calls leave the device idle.
+
+``engine="auto"`` (default) takes ``rows`` on an accelerator and ``replay`` on a CPU.
 """
 
 from __future__ import annotations
@@ -22,9 +32,10 @@ from torch import nn
 
 from linsteer.activations import Batch
 from linsteer.directions import SteeringVector
+from linsteer.errors import LinsteerError
 from linsteer.layers import hidden_of, is_recurrent
 from linsteer.models import LoadedModel
-from linsteer.steering import Steer, apply_operator, steering
+from linsteer.steering import Steer, apply_operator, apply_steering, steering
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,17 @@ class Replayer:
     lm: LoadedModel
     max_rows: int = 64  # rows (conditions x batch) per tail pass
     use_replay: bool | None = None  # None: decided by the self-check on the first batch
+    engine: str = "auto"  # "replay", "rows" or "auto" (rows on an accelerator, replay on a CPU)
+    pass_tokens: int = 1 << 16  # tokens (rows x width) per forward of the rows engine
     _post: list[nn.Module] | None = None
+
+    def chosen_engine(self) -> str:
+        """The engine that scores conditions here: ``"rows"`` or ``"replay"``."""
+        if self.engine not in ("auto", "rows", "replay"):
+            raise LinsteerError(f"unknown sweep engine {self.engine!r}; use auto, rows or replay")
+        if self.engine == "auto":
+            return "replay" if self.lm.device.type == "cpu" else "rows"
+        return self.engine
 
     def _logits(self, hidden: torch.Tensor, n_last: int, select: torch.Tensor | None = None,
                 copies: int = 1) -> torch.Tensor:
@@ -211,6 +232,10 @@ class Replayer:
         Returns the baseline scores and one tensor of scores per setting (each ``scorer`` output
         for the batch's rows, in order).
         """
+        if self.use_replay is False:
+            return self._run_full(batch, settings, n_last, scorer, select)
+        if self.use_replay is None and self.chosen_engine() == "rows":
+            return self._run_rows(batch, settings, n_last, scorer, select)
         if self.use_replay is None:
             self.use_replay = self._self_check(batch, n_last)
         if not self.use_replay:
@@ -252,6 +277,49 @@ class Replayer:
                 for j, i in enumerate(chunk):
                     results[i] = scores[j * rows: (j + 1) * rows]
         return base, [r for r in results if r is not None]
+
+    def _run_rows(
+        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
+        select: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The rows engine: every condition (the baseline first) as one copy of the batch, as
+        many copies per steered forward as ``pass_tokens`` allows."""
+        rows, width = batch.input_ids.shape
+        kwargs = _forward_kwargs(self.lm, batch, n_last)
+        per_pass = max(1, self.pass_tokens // max(1, rows * width))
+        conditions: list[Setting | None] = [None, *settings]
+        scores: list[torch.Tensor] = []
+        for start in range(0, len(conditions), per_pass):
+            chunk = conditions[start: start + per_pass]
+            copies = len(chunk)
+            groups: dict[tuple[int, str], list[int]] = {}
+            for j, cond in enumerate(chunk):
+                if cond is not None:
+                    groups.setdefault((cond.layer, cond.operator), []).append(j)
+            handles = []
+            try:
+                for (layer, op), copy_ids in groups.items():
+                    first = chunk[copy_ids[0]]
+                    assert first is not None
+                    strengths = [0.0] * (copies * rows)
+                    vectors = [first.vector] * (copies * rows)
+                    for j in copy_ids:
+                        cond = chunk[j]
+                        assert cond is not None
+                        strengths[j * rows: (j + 1) * rows] = [cond.raw_strength()] * rows
+                        vectors[j * rows: (j + 1) * rows] = [cond.vector] * rows
+                    spec = Steer(tuple(vectors), (layer,), op, tuple(strengths))  # type: ignore[arg-type]
+                    handles.append(apply_steering(self.lm, spec))
+                with torch.inference_mode():
+                    out = self.lm.model(**_expand(kwargs, rows, copies))
+            finally:
+                for handle in handles:
+                    handle.remove()
+            picked = _selected(out.logits[:, -n_last:].float(),
+                               None if select is None else select.repeat(copies, 1))
+            result = scorer(picked)
+            scores += [result[j * rows: (j + 1) * rows] for j in range(copies)]
+        return scores[0], scores[1:]
 
     def _run_full(
         self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
