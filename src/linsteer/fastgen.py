@@ -157,6 +157,8 @@ class SteeredGenerator:
                     store[layer].copy_(value)  # in place: the compiled graph keeps its input
                 else:
                     store[layer] = value.to(device)
+                    if device.type == "cuda":  # CUDA graphs read it in place: no copy per step
+                        torch._dynamo.mark_static_address(store[layer])
 
     # ---- the decoding step ---------------------------------------------------------------
     def _decode(self, ids: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor,

@@ -95,8 +95,10 @@ class _LayerConst:
 
     units: torch.Tensor  # [1|B, d] unit directions, float32
     strengths: torch.Tensor  # [1|B] raw strengths (x norm for unit="norm" add), float32
-    delta: torch.Tensor  # [1|B, d] strengths x units in the block's dtype (the add operator)
+    delta: torch.Tensor  # [1|B, 1, d] strengths x units in the block's dtype (the add operator)
     rows: int | None  # None: one strength for every row; else the batch size it was built for
+    dtype: torch.dtype
+    device_index: int  # torch.Tensor.get_device() of the block's tensors (-1: CPU)
 
 
 def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> torch.Tensor | None:
@@ -149,6 +151,7 @@ class SteeringHandle:
     _scalar: float = 0.0
     _active: bool = False  # some strength is non-zero (known on the host, no sync needed)
     _layers: list[int] = field(default_factory=list)
+    _hot: dict[int, _LayerConst] = field(default_factory=dict)  # each layer's last constants
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -192,7 +195,7 @@ class SteeringHandle:
             for vec in vectors:
                 check_compatible(vec, self.lm.hidden_size, self.lm.name)
         self._row_vectors = tuple(vectors) if vectors is not None else None
-        self._consts = {}
+        self._consts, self._hot = {}, {}
         for layer in self._layers:
             place = _block_place(self.lm.blocks.modules[layer])
             if place is not None:
@@ -224,10 +227,12 @@ class SteeringHandle:
                 rows = rows * norms.float()
             units = units.float()
             delta = (rows.unsqueeze(1) * units).to(dtype)
+            on = delta.to(device)
             self._consts[key] = _LayerConst(
-                units.to(device), rows.float().to(device), delta.to(device),
+                units.to(device), rows.float().to(device), on.unsqueeze(1),
                 None if self._rows is None and self._row_vectors is None else
-                len(self._rows if self._rows is not None else units))
+                len(self._rows if self._rows is not None else units), dtype, on.get_device())
+            self._hot[layer] = self._consts[key]
         return self._consts[key]
 
     # ---- hooks ---------------------------------------------------------------------------
@@ -293,34 +298,36 @@ class SteeringHandle:
         self._step = _Step()
 
     def _block_hook(self, layer: int) -> Callable[[torch.nn.Module, Any, Any], Any]:
+        add = self.spec.operator == "add"
+
         def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
             if not self._active:
                 return output
-            hidden = hidden_of(output)
-            batch, length, _ = hidden.shape
-            const = self._const(layer, hidden.device, hidden.dtype)
-            if self._rows is not None and len(self._rows) != batch:
-                raise LinsteerError(
-                    f"{len(self._rows)} row strengths for a batch of {batch} rows; "
-                    "give one strength per row"
-                )
-            if const.rows is not None and const.rows != batch:
-                raise LinsteerError(f"{const.rows} row vectors for a batch of {batch} rows")
+            hidden = output if type(output) is torch.Tensor else hidden_of(output)
+            batch, length = hidden.shape[0], hidden.shape[1]
             step = self._step
-            if step.length == length:
+            keep = None
+            if step.length == length:  # else a block called outside a model forward: all positions
                 if step.skip:
                     return output
-                keep = step.keep_on(hidden.device)
-            else:  # a block called outside a model forward: every position
-                keep = None
-            if self.spec.operator == "add":
-                steered = hidden + const.delta.unsqueeze(1)
+                if step.keep is not None:
+                    keep = step.keep_on(hidden.device)
+            const = self._hot.get(layer)
+            if const is None or const.dtype is not hidden.dtype or const.device_index != hidden.get_device():
+                const = self._const(layer, hidden.device, hidden.dtype)
+            if const.rows is not None and const.rows != batch:
+                what = "strengths" if self._rows is not None and len(self._rows) != batch else "vectors"
+                raise LinsteerError(
+                    f"{const.rows} row {what} for a batch of {batch} rows; give one per row"
+                )
+            if add:
+                steered = hidden + const.delta
                 if keep is not None:
                     steered = torch.where(keep.unsqueeze(-1), steered, hidden)
             else:
                 steered = apply_operator(hidden, const.units, const.strengths, self.spec.operator,
                                          keep)
-            return with_hidden(output, steered)
+            return steered if output is hidden else with_hidden(output, steered)
 
         return hook
 
