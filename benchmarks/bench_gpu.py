@@ -280,6 +280,8 @@ def main() -> None:
                 result[key] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
             result[key]["wall_s"] = round(time.perf_counter() - start, 1)
             print(f"# {key} done at {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+            if args.out:  # what is done survives a timeout
+                args.out.write_text(json.dumps(result, indent=1))
     holder.clear()
     gc.collect()
     if device == "cuda":

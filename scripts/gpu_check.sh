@@ -23,7 +23,7 @@ stamp() { echo "$1 $(( $(date +%s) - T0 ))s" | tee -a "$OUT/phases.txt"; }
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())" | tee "$OUT/phases.txt"
 
 # 1. the benchmark (one JSON)
-$PY benchmarks/bench_gpu.py ${TINY:+--tiny} --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" | tail -n 3
+timeout "${BENCH_TIMEOUT:-400}" $PY benchmarks/bench_gpu.py ${TINY:+--tiny} --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" | tail -n 3
 stamp "bench_gpu done"
 
 # 2. the paper preset, reduced, on a random-init Llama-3.2-1B shape
@@ -33,23 +33,24 @@ SHAPE=llama-3.2-1b
 [ -n "$TINY" ] && SHAPE=tiny-llama
 B0=$(date +%s)
 $PY benchmarks/random_models.py --shape $SHAPE --out "$WORK/model" --text "$DATA/gsm8k/test.jsonl" >/dev/null 2>>"$OUT/paper.err"
+BUILD=$(( $(date +%s) - B0 ))
 stamp "model folder written"
 if [ -n "$TINY" ]; then
     printf 'n_per_class: 8\nn_dev: 3\nn_test: 3\nn_null: 1\nmax_new_tokens: 8\nneutral_texts: 2\nanalysis_layers: 2\nbatch_size: 16\n' > "$WORK/reduced.yaml"
 else
     printf 'n_per_class: 64\nn_dev: 8\nn_test: 16\nn_null: 2\nmax_new_tokens: 32\nneutral_texts: 8\nanalysis_layers: 4\nbatch_size: 64\n' > "$WORK/reduced.yaml"
 fi
-(cd "$WORK" && timeout "${PAPER_TIMEOUT:-300}" $PY -m linsteer.cli run --preset paper --config reduced.yaml \
-    --model model --runs runs > "$OUT/paper.log" 2>>"$OUT/paper.err")
-echo "paper preset exit code $?" | tee -a "$OUT/phases.txt"
+(cd "$WORK" && timeout "${PAPER_TIMEOUT:-200}" $PY -m linsteer.cli run --preset paper --config reduced.yaml \
+    --model model --runs runs 2>&1) | tr '\r' '\n' | grep -v -e '%|' -e '^\s*$' > "$OUT/paper.log"
+echo "paper preset exit code ${PIPESTATUS[0]}" | tee -a "$OUT/phases.txt"
 stamp "paper preset done"
 RUN=$(ls -d "$WORK"/runs/* 2>/dev/null | head -n 1)
 if [ -n "$RUN" ]; then
-    $PY scripts/paper_phases.py "$RUN" "$OUT/paper.log" "$(( $(date +%s) - B0 ))" > "$OUT/paper_phases.json"
+    $PY scripts/paper_phases.py "$RUN" "$OUT/paper.log" "$BUILD" > "$OUT/paper_phases.json"
     cp "$RUN/results.json" "$OUT/" 2>/dev/null
     (cd "$RUN" && tar czf "$OUT/paper_run.tgz" --exclude='*.safetensors' .)
 fi
-tail -n 5 "$OUT/paper.err"
+tail -n 5 "$OUT/paper.err" "$OUT/paper.log"
 stamp "all done"
 cat "$OUT/paper_phases.json" 2>/dev/null
 cat "$OUT/bench_gpu.json"

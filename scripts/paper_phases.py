@@ -47,12 +47,20 @@ def main() -> None:
     m = re.search(r"\] neutral text: (\d+) conditions in ([\d.]+)s", log)
     if m:
         phases.append({"phase": "neutral", "conditions": int(m.group(1)), "seconds": float(m.group(2))})
+    store = run_dir / "results.sqlite"
+    if store.is_file():
+        import sqlite3
+
+        with sqlite3.connect(store) as db:
+            stored = dict(db.execute("SELECT name, seconds FROM phases").fetchall())
+        if "load" in stored:
+            phases.insert(0, {"phase": "load", "seconds": round(float(stored["load"]), 2)})
     total = re.search(r"total ([\d.]+)s", log)
     out = {"run_dir": str(run_dir), "config": cfg, "phases": phases,
            "total_s": float(total.group(1)) if total else None,
            "full_estimate_s": round(sum(float(p.get("full_estimate_s", p["seconds"])) for p in phases), 1)}  # type: ignore[arg-type]
     if len(sys.argv) > 3:
-        out["model_build_and_load_s"] = float(sys.argv[3])
+        out["model_folder_build_s"] = float(sys.argv[3])
     print(json.dumps(out, indent=1))
 
 
