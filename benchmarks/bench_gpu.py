@@ -32,11 +32,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from random_models import bundled_texts, exact_length_texts, random_model, train_tokenizer  # noqa: E402
+from random_models import SHAPES, bundled_texts, exact_length_texts, random_model, train_tokenizer
 
-from linsteer.directions import SteeringVector  # noqa: E402
-from linsteer.models import LoadedModel, wrap_model  # noqa: E402
-from linsteer.steering import Steer, steering  # noqa: E402
+from linsteer.directions import SteeringVector
+from linsteer.models import LoadedModel, wrap_model
+from linsteer.steering import Steer, steering
 
 FULL = {"gen_shape": "qwen2.5-1.5b", "read_shape": "llama-3.2-1b", "batches": (1, 16, 128),
         "prompt": 128, "new": 128, "compiled_batch": 256, "items": 128, "read_n": 512,
@@ -185,7 +185,8 @@ def sweep(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
     times: dict[str, float] = {}
     scores: dict[str, Any] = {}
     for name, rep in runs.items():
-        times[name], (_, scores[name], _) = timed(lambda rep=rep: score_mc(lm, items, settings, replayer=rep), device)
+        times[name], (_, scores[name], _) = timed(
+            lambda rep=rep: score_mc(lm, items, settings, replayer=rep), device)
     ref = scores["one_by_one"]
 
     def diff(name: str) -> float:
@@ -258,42 +259,38 @@ def main() -> None:
                               "dtype": str(dtype).replace("torch.", ""), "torch": torch.__version__,
                               "transformers": transformers.__version__, "tiny": args.tiny}
     texts = bundled_texts()
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
-    qwen_tok = train_tokenizer(texts, int(__import__("random_models").SHAPES[cfg["gen_shape"]]["vocab_size"]))
     holder: dict[str, LoadedModel] = {}
 
-    def qwen() -> LoadedModel:
-        if "qwen" not in holder:
-            holder["qwen"] = build(cfg["gen_shape"], qwen_tok, device, dtype)
-        return holder["qwen"]
+    def model(shape_key: str) -> LoadedModel:
+        shape = cfg[shape_key]
+        if shape not in holder:
+            holder.clear()  # one model on the device at a time
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+            tok = train_tokenizer(texts, int(SHAPES[shape]["vocab_size"]))
+            holder[shape] = build(shape, tok, device, dtype)
+        return holder[shape]
 
-    steps = [("generation_table", lambda: generation_table(qwen(), cfg)),
-             ("compiled", lambda: compiled_generation(qwen(), cfg, args.tiny)),
-             ("sweep", lambda: sweep(qwen(), cfg))]
-    names = {"generation_table": "table", "compiled": "compiled", "sweep": "sweep"}
-    for key, fn in steps:
-        if names[key] in parts:
-            start = time.perf_counter()
-            try:
-                result[key] = fn()
-            except Exception as exc:  # one failing part must not lose the others
-                result[key] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
-            result[key]["wall_s"] = round(time.perf_counter() - start, 1)
-            print(f"# {key} done at {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
-            if args.out:  # what is done survives a timeout
-                args.out.write_text(json.dumps(result, indent=1))
-    holder.clear()
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    if "reading" in parts:
+    # cheapest first, so that a timeout loses the least
+    steps: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
+        ("reading", "reading", lambda: reading(model("read_shape"), cfg)),
+        ("sweep", "sweep", lambda: sweep(model("gen_shape"), cfg)),
+        ("generation_table", "table", lambda: generation_table(model("gen_shape"), cfg)),
+        ("compiled", "compiled", lambda: compiled_generation(model("gen_shape"), cfg, args.tiny)),
+    ]
+    for key, part, fn in steps:
+        if part not in parts:
+            continue
         start = time.perf_counter()
         try:
-            llama_tok = train_tokenizer(texts, int(__import__("random_models").SHAPES[cfg["read_shape"]]["vocab_size"]))
-            result["reading"] = reading(build(cfg["read_shape"], llama_tok, device, dtype), cfg)
-        except Exception as exc:
-            result["reading"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
-        result["reading"]["wall_s"] = round(time.perf_counter() - start, 1)
+            result[key] = fn()
+        except Exception as exc:  # one failing part must not lose the others
+            result[key] = {"error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"}
+        result[key]["wall_s"] = round(time.perf_counter() - start, 1)
+        print(f"# {key} done at {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+        if args.out:  # what is done survives a timeout
+            args.out.write_text(json.dumps(result, indent=1))
     result["total_s"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(result, indent=1)
     if args.out:

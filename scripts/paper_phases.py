@@ -32,7 +32,8 @@ def main() -> None:
                        "full_estimate_s": round(seconds * 2 * full.n_per_class / n, 1)})
     layers_strengths = None
     for m in re.finditer(r"\[\d+/\d+\] (\S+?)/(dev|test): (\d+) items x (\d+) conditions in ([\d.]+)s", log):
-        task, split, items, conds, seconds = m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), float(m.group(5))
+        task, split, seconds = m.group(1), m.group(2), float(m.group(5))
+        items, conds = int(m.group(3)), int(m.group(4))
         layers_strengths = layers_strengths or (2 * len(cfg["strengths"]) * len(cfg["operators"]))
         vectors = (conds - 1) // layers_strengths
         full_conds = 1 + layers_strengths * (vectors - cfg["n_null"] + full.n_null)

@@ -261,10 +261,11 @@ class SteeringHandle:
                 self._prompt = _PromptState(length, None if ids is None else ids.detach(), pads)
         self._prompt.total = past + length
         keep = self._keep(batch, past, length, mask, ref.device)
-        self._step = _Step(length, None if keep is False else keep, skip=keep is False)
+        self._step = _Step(length, keep if isinstance(keep, torch.Tensor) else None,
+                           skip=keep is False)
 
     def _keep(self, batch: int, past: int, length: int, mask: torch.Tensor | None,
-              device: torch.device) -> torch.Tensor | None | bool:
+              device: torch.device) -> torch.Tensor | bool | None:
         """The ``[B, T]`` mask of positions to steer in this forward; None: all of them, False:
         none of them."""
         prompt_len = self._prompt.length if self._prompt.length is not None else length
@@ -272,13 +273,13 @@ class SteeringHandle:
         keep: torch.Tensor | None = None
         if spec_pos in ("prompt", "generated"):
             first_gen = prompt_len - past  # index of the first generated position in this call
-            if spec_pos == "prompt" and first_gen <= 0 or spec_pos == "generated" and first_gen >= length:
+            if (spec_pos == "prompt" and first_gen <= 0) or (spec_pos == "generated" and first_gen >= length):
                 return False
             if 0 < first_gen < length:
                 positions = torch.arange(past, past + length, device=device)
                 inside = positions < prompt_len if spec_pos == "prompt" else positions >= prompt_len
                 keep = inside.expand(batch, length)
-        elif spec_pos != "all":
+        elif isinstance(spec_pos, tuple):
             positions = torch.arange(past, past + length, device=device)
             pads = self._prompt.pads
             pads = pads.to(device) if pads is not None and len(pads) == batch else torch.zeros(
@@ -353,10 +354,8 @@ def apply_operator(
     else:
         h = hidden.float()
         coef = torch.einsum("btd,bd->bt", h, units.expand(batch, -1))
-        if operator == "project_scale":
-            scale = strengths
-        else:  # ablate rows whose strength is non-zero
-            scale = -(strengths != 0).to(torch.float32)
+        # ablate: every row whose strength is non-zero
+        scale = strengths if operator == "project_scale" else -(strengths != 0).to(torch.float32)
         delta = (scale.unsqueeze(1) * coef).unsqueeze(-1) * units.unsqueeze(1)
         steered = (h + delta).to(hidden.dtype)
         zero = (scale == 0).view(-1, 1, 1)  # strength-0 rows stay bit-identical
