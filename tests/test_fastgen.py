@@ -120,3 +120,21 @@ def test_bad_requests_are_one_line_errors() -> None:
             gen.generate_ids(token_ids(lm), 4, steer=Steer(vector(), (2,), "add", 1.0))
         with pytest.raises(LinsteerError, match="2 row strengths for 3 prompts"):
             gen.generate_ids(token_ids(lm), 4, steer=Steer(vector(), (1,), "add", (1.0, 2.0)))
+
+
+def test_side_by_side_gives_the_same_text_on_either_path(tmp_path: Any) -> None:
+    from archs import arch_model
+    from linsteer.generate import side_by_side
+    from tiny import tiny_tokenizer
+
+    folder = tmp_path / "model"
+    arch_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    path = tmp_path / "v.safetensors"
+    vector().save(path)
+    kwargs = {"vector": path, "model": str(folder), "layer": 1, "strength": 8.0, "max_new_tokens": 8,
+              "dtype": "fp32"}
+    fast = side_by_side("Q: 2 + 2 = ?\nA:", fast=True, **kwargs)  # type: ignore[arg-type]
+    assert fast == side_by_side("Q: 2 + 2 = ?\nA:", fast=False, **kwargs)  # type: ignore[arg-type]
+    plain, steered = fast.split("--- steered")
+    assert plain.split("\n", 1)[1].strip() != steered.split("\n", 1)[1].strip()  # it steered
