@@ -138,3 +138,24 @@ def test_side_by_side_gives_the_same_text_on_either_path(tmp_path: Any) -> None:
     assert fast == side_by_side("Q: 2 + 2 = ?\nA:", fast=False, **kwargs)  # type: ignore[arg-type]
     plain, steered = fast.split("--- steered")
     assert plain.split("\n", 1)[1].strip() != steered.split("\n", 1)[1].strip()  # it steered
+
+
+def test_a_sweep_of_conditions_as_rows_matches_one_setting_at_a_time() -> None:
+    from linsteer.fastgen import generate_conditions
+    from linsteer.replay import Setting
+
+    lm = arch_lm("llama")
+    a, b = vector(1), vector(2)
+    conds = [Setting(a, 1, "add", 4.0), None, Setting(b, 2, "add", -1.5, "norm"),
+             Setting(a, 0, "project_scale", 2.0), Setting(b, 1, "ablate", 1.0)]
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(len(conds))]
+    together = generate_conditions(lm, prompts, conds, max_new_tokens=8, batch_size=4)
+    for prompt, cond, got in zip(prompts, conds, together, strict=True):
+        spec = None if cond is None else Steer(cond.vector, (cond.layer,), cond.operator,  # type: ignore[arg-type]
+                                                cond.strength, cond.unit)  # type: ignore[arg-type]
+        if spec is None:
+            ref = generate_answers(lm.model, lm.tokenizer, [prompt], max_new_tokens=8)
+        else:
+            with steering(lm, spec):
+                ref = generate_answers(lm.model, lm.tokenizer, [prompt], max_new_tokens=8)
+        assert got == ref[0]

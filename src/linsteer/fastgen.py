@@ -43,6 +43,9 @@ class _GraphSteer:
     phase: str = "off"  # off | prefill | decode
 
 
+_Add = tuple[int, SteeringVector, float]  # (layer, vector, raw strength) one row gets
+
+
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
@@ -126,30 +129,54 @@ class SteeredGenerator:
         return hook
 
     # ---- steering constants ---------------------------------------------------------------
-    def _load(self, steer: Steer | None, rows: Sequence[int], batch: int) -> None:
-        """Write the steering of prompt rows ``rows`` into the (padded) per-layer buffers."""
-        state, device = self._state, self.lm.device
+    def _plan(self, steer: Steer | None, conditions: Sequence[Any] | None, n: int) -> list[list[_Add]]:
+        """Per prompt, the (layer, vector, raw strength) additions it gets."""
+        if steer is not None and conditions is not None:
+            raise LinsteerError("give either steer or conditions, not both")
+        layers = set(self.layers or ())
+        plan: list[list[_Add]] = [[] for _ in range(n)]
         if steer is not None:
             if steer.operator != self.operator or steer.positions != self.positions:
                 raise LinsteerError(
                     f"this generator steers {self.operator!r} at positions {self.positions!r}; "
                     f"got {steer.operator!r} at {steer.positions!r}")
-            missing = set(steer.layers) - set(self.layers or ())
+            spec_layers = check_layers(list(steer.layers), self.lm.n_layers)
+            missing = set(spec_layers) - layers
             if missing:
                 raise LinsteerError(f"layers {sorted(missing)} are not among this generator's layers")
-        d = self.lm.hidden_size
+            for name, value in (("vectors", steer.vector), ("strengths", steer.strength)):
+                if isinstance(value, tuple) and len(value) != n:
+                    raise LinsteerError(f"{len(value)} row {name} for {n} prompts")
+            for row in range(n):
+                vec = steer.vector[row] if isinstance(steer.vector, tuple) else steer.vector
+                s = steer.strength[row] if isinstance(steer.strength, tuple) else steer.strength
+                for layer in spec_layers:
+                    scale = vec.norms[layer] if steer.unit == "norm" and steer.operator == "add" else 1.0
+                    plan[row].append((layer, vec, float(s) * scale))
+        if conditions is not None:
+            if len(conditions) != n:
+                raise LinsteerError(f"{len(conditions)} conditions for {n} prompts")
+            for row, cond in enumerate(conditions):
+                if cond is None:
+                    continue
+                if cond.operator != self.operator or cond.layer not in layers:
+                    raise LinsteerError(f"this generator steers {self.operator!r} at layers "
+                                        f"{sorted(layers)}; got {cond.operator!r} at {cond.layer}")
+                plan[row].append((cond.layer, cond.vector, float(cond.raw_strength())))
+        return plan
+
+    def _load(self, plan: Sequence[Sequence[_Add]], batch: int) -> None:
+        """Write the additions of each batch row into the per-layer buffers, in place."""
+        state, device, d = self._state, self.lm.device, self.lm.hidden_size
         for layer in self.layers or ():
             dtype = next(self.lm.blocks.modules[layer].parameters()).dtype
             units = torch.zeros(batch, d)
             strengths = torch.zeros(batch)
-            if steer is not None and layer in check_layers(list(steer.layers), self.lm.n_layers):
-                for slot, row in enumerate(rows):
-                    vec = steer.vector[row] if isinstance(steer.vector, tuple) else steer.vector
-                    s = steer.strength[row] if isinstance(steer.strength, tuple) else steer.strength
-                    if steer.unit == "norm" and steer.operator == "add":
-                        s = s * vec.norms[layer]
-                    units[slot] = vec.unit(layer).float()
-                    strengths[slot] = float(s)
+            for slot, adds in enumerate(plan):
+                for at, vec, s in adds:
+                    if at == layer:
+                        units[slot] = vec.unit(layer).float()
+                        strengths[slot] = s
             delta = (strengths.unsqueeze(1) * units).to(dtype)
             for name, value in (("delta", delta), ("units", units), ("strengths", strengths)):
                 store: dict[int, torch.Tensor] = getattr(state, name)
@@ -187,55 +214,56 @@ class SteeredGenerator:
                                            mode=mode, dynamic=False)
 
     def generate_ids(self, token_ids: Sequence[Sequence[int]], max_new_tokens: int, *,
-                     steer: Steer | None = None, eos_ids: Sequence[int] = (), pad_id: int = 0,
+                     steer: Steer | None = None, conditions: Sequence[Any] | None = None,
+                     eos_ids: Sequence[int] = (), pad_id: int = 0,
                      batch_size: int = 64,
                      done: Callable[[torch.Tensor], bool] | None = None) -> list[list[int]]:
         """Greedy continuations (``max_new_tokens`` each, pad after EOS, possibly cut short when
         ``done(tokens_so_far)`` says every row has finished) of every prompt, in input order.
-        ``steer`` may carry one vector and/or strength per prompt."""
+        ``steer`` may carry one vector and/or strength per prompt; ``conditions`` (instead) gives
+        each prompt its own setting (``.vector``, ``.layer``, ``.operator``, ``.raw_strength()``,
+        as :class:`linsteer.replay.Setting`) or None (unsteered), so a whole sweep of one
+        operator can run as rows of the same batches."""
         if max_new_tokens < 1:
             raise LinsteerError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         if not token_ids or any(len(t) == 0 for t in token_ids):
             raise LinsteerError("every prompt needs at least one token")
-        for name, value in (("vectors", steer.vector if steer else None),
-                            ("strengths", steer.strength if steer else None)):
-            if isinstance(value, tuple) and len(value) != len(token_ids):
-                raise LinsteerError(f"{len(value)} row {name} for {len(token_ids)} prompts")
+        plan = self._plan(steer, conditions, len(token_ids))
         order = sorted(range(len(token_ids)), key=lambda i: (-len(token_ids[i]), i))
         shape = _batch_shape(len(token_ids), batch_size)
         results: list[list[int]] = [[] for _ in token_ids]
         for start in range(0, len(order), shape):
             rows = order[start: start + shape]
             try:
-                out = self._batch([token_ids[i] for i in rows], rows, shape, max_new_tokens,
-                                  steer, eos_ids, pad_id, done)
+                out = self._batch([token_ids[i] for i in rows], [plan[i] for i in rows], shape,
+                                  max_new_tokens, eos_ids, pad_id, done)
             except Exception as exc:  # compilation can fail in many ways; eager always works
                 if not self.compile or self._failed:
                     raise
                 self._failed, self._step = True, None
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
                 self.notice(f"linsteer: compiled generation unavailable ({first}); generating eagerly")
-                out = self._batch([token_ids[i] for i in rows], rows, shape, max_new_tokens,
-                                  steer, eos_ids, pad_id, done)
+                out = self._batch([token_ids[i] for i in rows], [plan[i] for i in rows], shape,
+                                  max_new_tokens, eos_ids, pad_id, done)
             for i, row in enumerate(rows):
                 results[row] = out[i]
         return results
 
-    def _batch(self, prompts: list[Sequence[int]], rows: list[int], batch: int, max_new: int,
-               steer: Steer | None, eos_ids: Sequence[int], pad_id: int,
+    def _batch(self, prompts: list[Sequence[int]], plan: list[list[_Add]], batch: int, max_new: int,
+               eos_ids: Sequence[int], pad_id: int,
                done: Callable[[torch.Tensor], bool] | None) -> list[list[int]]:
         with torch.inference_mode():
-            return self._run(prompts, rows, batch, max_new, steer, eos_ids, pad_id, done)
+            return self._run(prompts, plan, batch, max_new, eos_ids, pad_id, done)
 
-    def _run(self, prompts: list[Sequence[int]], rows: list[int], batch: int, max_new: int,
-             steer: Steer | None, eos_ids: Sequence[int], pad_id: int,
+    def _run(self, prompts: list[Sequence[int]], plan: list[list[_Add]], batch: int, max_new: int,
+             eos_ids: Sequence[int], pad_id: int,
              done: Callable[[torch.Tensor], bool] | None) -> list[list[int]]:
         device, n = self.lm.device, len(prompts)
         filled = prompts + [prompts[0]] * (batch - n)  # pad the batch to its compiled shape
         width = max(len(p) for p in filled)
         length = _round_up(width + max_new, 64)
         self._ensure(batch, length)
-        self._load(steer, rows + [rows[0]] * (batch - n), batch)
+        self._load(plan + [[]] * (batch - n), batch)
         ids = torch.full((batch, width), pad_id, dtype=torch.long)
         mask = torch.ones((batch, length), dtype=torch.long)
         for r, p in enumerate(filled):
@@ -286,6 +314,7 @@ def generate_steered(
     prompts: Sequence[str],
     *,
     steer: Steer | None = None,
+    conditions: Sequence[Any] | None = None,
     max_new_tokens: int = 32,
     stop_strings: Sequence[str] = (),
     batch_size: int = 64,
@@ -308,16 +337,57 @@ def generate_steered(
                                    for t, row in zip(texts, tokens, strict=True))
 
     own = generator is None
-    gen = generator or SteeredGenerator(lm, layers=steer.layers if steer else (0,),
-                                        operator=steer.operator if steer else "add",
-                                        positions=str(steer.positions) if steer else "all")
+    operators = {c.operator for c in conditions or () if c is not None}
+    gen = generator or SteeredGenerator(
+        lm, layers=steer.layers if steer else None,
+        operator=steer.operator if steer else (operators.pop() if len(operators) == 1 else "add"),
+        positions=str(steer.positions) if steer else "all")
     try:
-        out = gen.generate_ids(encoded, max_new_tokens, steer=steer, eos_ids=eos,
+        out = gen.generate_ids(encoded, max_new_tokens, steer=steer, conditions=conditions, eos_ids=eos,
                                pad_id=_pad_id(tokenizer), batch_size=batch_size, done=done)
     finally:
         if own:
             gen.close()
     return [_finish(tokenizer, row, set(eos), stops) for row in out]
+
+
+def generate_conditions(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    conditions: Sequence[Any],
+    *,
+    max_new_tokens: int = 32,
+    stop_strings: Sequence[str] = (),
+    batch_size: int = 64,
+    generators: dict[str, SteeredGenerator] | None = None,
+) -> list[Any]:
+    """Greedy answers of each prompt under its own condition (a :class:`linsteer.replay.Setting`
+    or None for unsteered), as rows of shared batches: one compiled generator per operator
+    (kept in ``generators`` for reuse across calls; close them when done)."""
+    if len(conditions) != len(prompts):
+        raise LinsteerError(f"{len(conditions)} conditions for {len(prompts)} prompts")
+    gens = generators if generators is not None else {}
+    groups: dict[str, list[int]] = {}
+    for i, cond in enumerate(conditions):
+        groups.setdefault(cond.operator if cond is not None else "", []).append(i)
+    if "" in groups:  # unsteered rows ride along with any operator
+        plain = groups.pop("")
+        groups.setdefault(next(iter(groups), "add"), []).extend(plain)
+    results: list[Any] = [None] * len(prompts)
+    try:
+        for op, rows in groups.items():
+            if op not in gens:
+                gens[op] = SteeredGenerator(lm, operator=op)
+            outs = generate_steered(lm, [prompts[i] for i in rows], conditions=[conditions[i] for i in rows],
+                                    max_new_tokens=max_new_tokens, stop_strings=stop_strings,
+                                    batch_size=batch_size, generator=gens[op])
+            for i, out in zip(rows, outs, strict=True):
+                results[i] = out
+    finally:
+        if generators is None:
+            for gen in gens.values():
+                gen.close()
+    return results
 
 
 def row_steer(vectors: Sequence[SteeringVector], layer: int, operator: str,
