@@ -139,6 +139,7 @@ class Replayer:
     use_replay: bool | None = None  # None: decided by the self-check on the first batch
     engine: str = "auto"  # "replay", "rows" or "auto" (rows on an accelerator, replay on a CPU)
     pass_tokens: int = 1 << 16  # tokens (rows x width) per forward of the rows engine
+    pass_logits: int = 1 << 28  # logit entries (rows x scored positions x vocab) per forward, likewise
     _post: list[nn.Module] | None = None
 
     def chosen_engine(self) -> str:
@@ -286,7 +287,9 @@ class Replayer:
         many copies per steered forward as ``pass_tokens`` allows."""
         rows, width = batch.input_ids.shape
         kwargs = _forward_kwargs(self.lm, batch, n_last)
-        per_pass = max(1, self.pass_tokens // max(1, rows * width))
+        vocab = int(getattr(self.lm.model.get_output_embeddings(), "out_features", 0) or 1)  # type: ignore[operator]
+        per_pass = max(1, min(self.pass_tokens // max(1, rows * width),
+                              self.pass_logits // max(1, rows * n_last * vocab)))
         conditions: list[Setting | None] = [None, *settings]
         scores: list[torch.Tensor] = []
         for start in range(0, len(conditions), per_pass):
