@@ -256,6 +256,30 @@ class _Reader:
         return fn
 
 
+def _chunks(prompts: Sequence[str], batch_size: int, exact: bool) -> list[list[int]]:
+    """Prompt indices, longest text first, in chunks to tokenise one at a time: a first small
+    chunk (so the device starts at once), then four batches' worth each. Batches are formed by
+    token length within a chunk; ``exact`` (recurrent models) needs one chunk."""
+    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
+    if exact:
+        return [order]
+    step = 4 * batch_size
+    return [order[:batch_size]] + [order[s: s + step] for s in range(batch_size, len(order), step)]
+
+
+def _read_batch(lm: LoadedModel, reader: _Reader, batch: Batch, rows: list[int]) -> None:
+    reader.set_batch(batch, rows)
+    kwargs = batch.model_kwargs(lm)
+    if min(batch.lengths) == max(batch.lengths) and "attention_mask" in kwargs:
+        # no padding: no mask, so attention takes its plain causal (fastest) kernel
+        kwargs = {"input_ids": kwargs["input_ids"]}
+    try:
+        with torch.inference_mode():
+            lm.model(**kwargs, use_cache=False)
+    except _StopForward:
+        pass
+
+
 def read_activations(
     lm: LoadedModel,
     prompts: Sequence[str],
@@ -308,10 +332,10 @@ def read_activations(
         if cache_file.is_file():
             return ActivationSet.load(cache_file)
 
-    token_ids = tokenize(lm, prompts)
     n, d = len(prompts), lm.hidden_size
     pad_id = int(lm.tokenizer.pad_token_id)  # type: ignore[attr-defined]
-    groups = batches_by_length([len(t) for t in token_ids], batch_size, is_recurrent(lm.model))
+    exact = is_recurrent(lm.model)
+    token_ids: list[list[int]] = [[] for _ in range(n)]
 
     from tqdm.auto import tqdm
 
@@ -323,19 +347,14 @@ def read_activations(
         for slot, layer in enumerate(layer_list)
     ]
     try:
-        for rows in groups:
-            batch = left_pad([token_ids[i] for i in rows], pad_id)
-            reader.set_batch(batch, rows)
-            kwargs = batch.model_kwargs(lm)
-            if min(batch.lengths) == max(batch.lengths) and "attention_mask" in kwargs:
-                # no padding: no mask, so attention takes its plain causal (fastest) kernel
-                kwargs = {"input_ids": kwargs["input_ids"]}
-            try:
-                with torch.inference_mode():
-                    lm.model(**kwargs, use_cache=False)
-            except _StopForward:
-                pass
-            bar.update(len(rows))
+        for chunk in _chunks(prompts, batch_size, exact):
+            # tokenised chunk by chunk: the next chunk's tokenisation overlaps the device's work
+            for i, ids_i in zip(chunk, tokenize(lm, [prompts[i] for i in chunk]), strict=True):
+                token_ids[i] = ids_i
+            for local in batches_by_length([len(token_ids[i]) for i in chunk], batch_size, exact):
+                rows = [chunk[j] for j in local]
+                _read_batch(lm, reader, left_pad([token_ids[i] for i in rows], pad_id), rows)
+                bar.update(len(rows))
     finally:
         for handle in handles:
             handle.remove()
