@@ -39,10 +39,10 @@ from linsteer.models import LoadedModel, wrap_model
 from linsteer.steering import Steer, steering
 
 FULL = {"gen_shape": "qwen2.5-1.5b", "read_shape": "llama-3.2-1b", "batches": (1, 16, 128),
-        "prompt": 128, "new": 128, "compiled_batch": 256, "items": 128, "read_n": 512,
-        "read_len": 512, "read_batch": 32}
+        "prompt": 128, "new": 32, "pairs": 2, "compiled_new": 128, "compiled_batch": 256, "items": 128,
+        "read_n": 512, "read_len": 512, "read_batch": 32}
 TINY = {"gen_shape": "tiny-qwen", "read_shape": "tiny-llama", "batches": (1, 2, 4),
-        "prompt": 8, "new": 4, "compiled_batch": 4, "items": 3, "read_n": 8,
+        "prompt": 8, "new": 4, "pairs": 2, "compiled_new": 4, "compiled_batch": 4, "items": 3, "read_n": 8,
         "read_len": 16, "read_batch": 4}
 
 
@@ -99,15 +99,19 @@ def generation_table(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
             with steering(lm, spec):
                 return timed(go, device)[0]
 
-        run(None)  # warm-up
-        times: dict[str, list[float]] = {name: [] for name in ("plain", *variants)}
-        order = ["plain", *variants, *reversed(variants), "plain"]  # ABBA
-        for name in order:
-            times[name].append(run(variants.get(name)))
-        plain = statistics.median(times["plain"])
-        out["unsteered_tok_s"][str(batch)] = round(batch * new / plain, 1)
-        for name in variants:
-            out[name][str(batch)] = round(plain / statistics.median(times[name]), 3)
+        for spec in (None, *variants.values()):
+            run(spec)  # warm-up, every variant
+        for name, spec in variants.items():
+            pairs, plains = [], []
+            for i in range(cfg["pairs"]):  # alternating (plain, steered) pairs, order flipped
+                if i % 2 == 0:
+                    p, q = run(None), run(spec)
+                else:
+                    q, p = run(spec), run(None)
+                pairs.append(p / q)
+                plains.append(p)
+            out[name][str(batch)] = round(statistics.median(pairs), 3)
+            out["unsteered_tok_s"].setdefault(str(batch), round(batch * new / statistics.median(plains), 1))
     return out
 
 
@@ -116,7 +120,7 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
     from linsteer.fastgen import SteeredGenerator
 
     device, vocab = lm.device, len(lm.tokenizer)  # type: ignore[arg-type]
-    batch, new, mid = cfg["compiled_batch"], cfg["new"], lm.n_layers // 2
+    batch, new, mid = cfg["compiled_batch"], cfg["compiled_new"], lm.n_layers // 2
     gen = torch.Generator().manual_seed(7)
     ids = torch.randint(4, vocab, (batch, cfg["prompt"]), generator=gen)
     prompts = [list(map(int, row)) for row in ids]
@@ -148,7 +152,8 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
 
     eager(True)  # warm-up
     t_eager_steered, ref = eager(True)
-    t_eager_plain, _ = eager(False)
+    t_eager_plain, ref_plain = eager(False)
+    floor = (torch.tensor(plain) == ref_plain.cpu()).float().mean()
     mine = torch.tensor(steered)
     ref = ref.cpu()
     same_pos = (mine == ref).float()
@@ -164,6 +169,7 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
         "agree_rows_identical": round(float((mine == ref).all(1).float().mean()), 4),
         "agree_tokens": round(float(same_pos.mean()), 4),
         "agree_prefix_tokens": round(float(diverge.float().mean()), 4),
+        "noise_floor_unsteered_agree_tokens": round(float(floor), 4),
         "steering_changes_output": bool((mine != torch.tensor(plain)).any()),
     }
 
@@ -208,13 +214,13 @@ def reading(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
 
     device = lm.device
     texts = exact_length_texts(lm.tokenizer, cfg["read_n"], cfg["read_len"])
-    ids = tokenize(lm, texts)
+    t_tok, ids = timed(lambda: tokenize(lm, texts), device)
     groups = batches_by_length([len(t) for t in ids], cfg["read_batch"], exact=False)
     batches = [left_pad([ids[i] for i in rows], 0) for rows in groups]
     body = lm.model.model  # type: ignore[union-attr]
 
     def read() -> Any:
-        return read_activations(lm, texts, batch_size=cfg["read_batch"], progress=False)
+        return read_activations(lm, texts, batch_size=cfg["read_batch"], progress=False, token_ids=ids)
 
     def bare() -> None:
         with torch.inference_mode():
@@ -237,7 +243,7 @@ def reading(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
     tokens = cfg["read_n"] * cfg["read_len"]
     return {"shape": cfg["read_shape"], "prompts": cfg["read_n"], "tokens_each": cfg["read_len"],
             "layers": lm.n_layers, "seconds": {k: round(v, 3) for k, v in med.items()},
-            "read_tok_s": round(tokens / med["read"], 1),
+            "tokenize_s": round(t_tok, 3), "read_tok_s": round(tokens / med["read"], 1),
             "read_vs_bare_body": round(med["bare_body"] / med["read"], 3),
             "read_vs_naive": round(med["naive_hidden_states"] / med["read"], 3)}
 

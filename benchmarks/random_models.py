@@ -125,7 +125,7 @@ def exact_length_texts(tokenizer: Any, n: int, length: int, seed: int = 0) -> li
 def write_folder(shape: str, out: Path, texts: Sequence[str], dtype: torch.dtype) -> None:
     """A model folder ``linsteer`` (and ``from_pretrained``) loads: config, weights, tokenizer."""
     tokenizer = train_tokenizer(texts, SHAPES[shape]["vocab_size"])
-    model = random_model(shape, "cpu", dtype)
+    model = random_model(shape, "cuda" if torch.cuda.is_available() else "cpu", dtype)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -23,7 +23,7 @@ stamp() { echo "$1 $(( $(date +%s) - T0 ))s" | tee -a "$OUT/phases.txt"; }
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())" | tee "$OUT/phases.txt"
 
 # 1. the benchmark (one JSON)
-timeout "${BENCH_TIMEOUT:-300}" $PY benchmarks/bench_gpu.py ${TINY:+--tiny} --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" | tail -n 3
+timeout "${BENCH_TIMEOUT:-200}" $PY benchmarks/bench_gpu.py ${TINY:+--tiny} --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" | tail -n 3
 stamp "bench_gpu done"
 
 # 2. the paper preset, reduced, on a random-init Llama-3.2-1B shape
@@ -38,9 +38,9 @@ stamp "model folder written"
 if [ -n "$TINY" ]; then
     printf 'n_per_class: 8\nn_dev: 3\nn_test: 3\nn_null: 1\nmax_new_tokens: 8\nneutral_texts: 2\nanalysis_layers: 2\nbatch_size: 16\n' > "$WORK/reduced.yaml"
 else
-    printf 'n_per_class: 64\nn_dev: 8\nn_test: 16\nn_null: 2\nmax_new_tokens: 32\nneutral_texts: 8\nanalysis_layers: 4\nbatch_size: 64\n' > "$WORK/reduced.yaml"
+    printf 'n_per_class: 32\nn_dev: 4\nn_test: 8\nn_null: 1\nmax_new_tokens: 16\nneutral_texts: 4\nanalysis_layers: 2\nbatch_size: 64\n' > "$WORK/reduced.yaml"
 fi
-(cd "$WORK" && timeout "${PAPER_TIMEOUT:-$([ -n "$TINY" ] && echo 900 || echo 170)}" $PY -m linsteer.cli run --preset paper --config reduced.yaml \
+(cd "$WORK" && timeout "${PAPER_TIMEOUT:-$([ -n "$TINY" ] && echo 900 || echo 90)}" $PY -m linsteer.cli run --preset paper --config reduced.yaml \
     --model model --runs runs 2>&1) | tr '\r' '\n' | grep -v -e '%|' -e '^\s*$' > "$OUT/paper.log"
 echo "paper preset exit code ${PIPESTATUS[0]}" | tee -a "$OUT/phases.txt"
 stamp "paper preset done"

@@ -116,3 +116,19 @@ def test_engine_choice_and_mc_scores_agree() -> None:
     for a, b in zip([a_base, *a_per], [b_base, *b_per], strict=True):
         for x, y in zip(a, b, strict=True):
             assert x.sum_logprobs == pytest.approx(y.sum_logprobs, abs=1e-3)
+
+
+def test_neutral_scorer_runs_through_the_rows_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from linsteer import experiments
+
+    lm = arch_lm("llama")
+    settings = settings_for(lm, layers=(1,))[:3]
+    texts = ["The cat sat on the mat.", "Rivers flow to the sea."]
+    replay = experiments.neutral_effects(lm, settings, texts)
+    monkeypatch.setattr(experiments, "Replayer", functools.partial(Replayer, engine="rows"))
+    rows = experiments.neutral_effects(lm, settings, texts)
+    assert rows[2] == replay[2]
+    for a, b in zip([rows[0], *rows[1]], [replay[0], *replay[1]], strict=True):
+        assert a == pytest.approx(b, rel=1e-3, abs=1e-4)

@@ -292,12 +292,14 @@ def read_activations(
     prompt_format: str = "raw",
     cache: str | Path | None = None,
     progress: bool = True,
+    token_ids: Sequence[Sequence[int]] | None = None,
 ) -> ActivationSet:
     """Read the residual stream of ``prompts`` at ``layers`` (default: all) and ``position``.
 
     ``position``: ``"last"`` (the last prompt token), ``"mean"`` (mean over prompt tokens, the
     first/sink token excluded) or an integer index into the unpadded prompt (negative from the
-    end). With ``cache`` (a folder), the result is stored under a key of the model fingerprint,
+    end). ``token_ids`` (one list per prompt) skips tokenisation. With ``cache`` (a folder), the
+    result is stored under a key of the model fingerprint,
     prompts, labels, layers, position, format and dtype, and read back on the next call.
     """
     if not prompts:
@@ -335,7 +337,10 @@ def read_activations(
     n, d = len(prompts), lm.hidden_size
     pad_id = int(lm.tokenizer.pad_token_id)  # type: ignore[attr-defined]
     exact = is_recurrent(lm.model)
-    token_ids: list[list[int]] = [[] for _ in range(n)]
+    given = token_ids
+    if given is not None and len(given) != n:
+        raise LinsteerError(f"{len(given)} token id lists for {n} prompts")
+    token_ids = [list(t) for t in given] if given is not None else [[] for _ in range(n)]
 
     from tqdm.auto import tqdm
 
@@ -349,8 +354,9 @@ def read_activations(
     try:
         for chunk in _chunks(prompts, batch_size, exact):
             # tokenised chunk by chunk: the next chunk's tokenisation overlaps the device's work
-            for i, ids_i in zip(chunk, tokenize(lm, [prompts[i] for i in chunk]), strict=True):
-                token_ids[i] = ids_i
+            if given is None:
+                for i, ids_i in zip(chunk, tokenize(lm, [prompts[i] for i in chunk]), strict=True):
+                    token_ids[i] = ids_i
             for local in batches_by_length([len(token_ids[i]) for i in chunk], batch_size, exact):
                 rows = [chunk[j] for j in local]
                 _read_batch(lm, reader, left_pad([token_ids[i] for i in rows], pad_id), rows)

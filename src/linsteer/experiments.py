@@ -425,8 +425,8 @@ class _NeutralScorer:
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         copies = logits.shape[0] // self.ids.shape[0]
-        tgt = self.ids[:, 1:].repeat(copies, 1)
-        valid = (self.mask[:, 1:] * self.mask[:, :-1]).repeat(copies, 1).bool()  # skip pads
+        tgt = self.ids[:, 1:].repeat(copies, 1).to(logp.device)
+        valid = (self.mask[:, 1:] * self.mask[:, :-1]).repeat(copies, 1).bool().to(logp.device)  # skip pads
         nll = -(logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) * valid).sum(-1)
         if self.base_logp is None:
             self.base_logp = logp
