@@ -8,7 +8,8 @@ import torch
 from archs import ALL_ARCHS, arch_lm
 from linsteer.activations import left_pad, tokenize
 from linsteer.directions import SteeringVector
-from linsteer.replay import Replayer, Setting
+from linsteer.replay import Replayer
+from linsteer.setting import Setting
 
 PROMPTS = ["Q: What is 2 + 3?\nA: 5", "Q: Capital of France?\nA: Paris", "Hi there", "12 * 4 = 48"]
 
@@ -67,8 +68,8 @@ def test_replay_falls_back_when_self_check_fails() -> None:
 
 @pytest.mark.parametrize("arch", ALL_ARCHS)
 def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> None:
-    from linsteer.experiments import score_mc
     from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
 
     lm = arch_lm(arch)
     items = builtin_task("arith_mc", split="dev", n=6) + builtin_task("facts_mc", split="dev", n=3)

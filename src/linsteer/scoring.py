@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -44,6 +44,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
+from linsteer.activations import batches_by_length, left_pad
 from linsteer.answers import normalise_number, numbers_equal
 from linsteer.errors import LinsteerError
 
@@ -162,30 +163,11 @@ def _check_batch_size(batch_size: int) -> None:
         raise LinsteerError(f"batch_size must be at least 1, got {batch_size}")
 
 
-def _batches(lengths: Sequence[int], batch_size: int, equal_only: bool) -> Iterator[list[int]]:
-    """Item indices grouped into batches, longest first; equal lengths only if ``equal_only``."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batch: list[int] = []
-    for i in order:
-        if batch and (len(batch) == batch_size or (equal_only and lengths[batch[0]] != lengths[i])):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
-
-
 def _left_pad(
     seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        if s:
-            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[r, width - len(s) :] = 1
-    return ids.to(device), mask.to(device)
+    batch = left_pad(seqs, pad_id)
+    return batch.input_ids.to(device), batch.attention_mask.to(device)
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -317,7 +299,7 @@ def generate_answers(
     with rng, torch.inference_mode():
         if do_sample:
             torch.manual_seed(seed)
-        for batch in _batches([len(e) for e in encoded], batch_size, padless):
+        for batch in batches_by_length([len(e) for e in encoded], batch_size, padless):
             ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)
             kwargs: dict[str, Any] = {}
             if stops:
@@ -550,7 +532,7 @@ def choice_logprobs(
     device = _device(model)
     sums: list[list[float]] = [[0.0] * len(o) for o in opt_ids]
     with torch.inference_mode():
-        for batch in _batches([len(p) for p in prompt_ids], batch_size, padless):
+        for batch in batches_by_length([len(p) for p in prompt_ids], batch_size, padless):
             done = False
             if use_cache:
                 done = _cache_batch(

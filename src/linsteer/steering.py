@@ -5,7 +5,9 @@ Operators (``d̂`` is the unit direction at the layer, ``s`` the strength of the
 - ``add``: ``h ← h + s·d̂``; with ``unit="norm"``, ``s`` is in units of the layer's typical
   residual norm (``SteeringVector.norms``), so one strength grid fits every layer;
 - ``project_scale``: ``h ← h + s·(h·d̂)·d̂`` (Hong et al.'s operator);
-- ``ablate``: ``h ← h − (h·d̂)·d̂`` on every row whose strength is non-zero.
+- ``ablate``: ``h ← h − (h·d̂)·d̂`` on every row whose strength is non-zero;
+- any function ``f(h, d̂, s) -> h'`` (float32 ``[B, T, d]``, ``[1|B, d]``, ``[B]``): your own
+  operator, applied at the same positions (the strength is passed raw).
 
 Layer ``L`` is the output of block ``L``: the same point :func:`read_activations` reads, so a
 vector read at ``L`` is applied at ``L``. Positions are absolute token positions (the prompt is
@@ -29,8 +31,10 @@ from linsteer.directions import SteeringVector, check_compatible
 from linsteer.errors import LinsteerError
 from linsteer.layers import check_layers, hidden_of, with_hidden
 from linsteer.models import LoadedModel
+from linsteer.setting import check_unit, strength_scale
 
-Operator = Literal["add", "project_scale", "ablate"]
+OperatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Operator = Literal["add", "project_scale", "ablate"] | OperatorFn
 Positions = Literal["all", "prompt", "generated"] | tuple[int, ...]
 OPERATORS = ("add", "project_scale", "ablate")
 
@@ -47,12 +51,11 @@ class Steer:
     positions: Positions = "all"
 
     def __post_init__(self) -> None:
-        if self.operator not in OPERATORS:
+        if not callable(self.operator) and self.operator not in OPERATORS:
             raise LinsteerError(
-                f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)}"
+                f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)} or a function"
             )
-        if self.unit not in ("raw", "norm"):
-            raise LinsteerError(f"unknown strength unit {self.unit!r}; use 'raw' or 'norm'")
+        check_unit(self.unit, ("raw", "norm"))
         if not (self.positions in ("all", "prompt", "generated") or isinstance(self.positions, tuple)):
             raise LinsteerError(
                 f"unknown positions {self.positions!r}; use all, prompt, generated or indices"
@@ -245,13 +248,12 @@ class SteeringHandle:
             )
         else:
             rows = self._rows.to(device)
-        if self.spec.unit == "norm" and self.spec.operator == "add":
-            if self._row_vectors is not None:
-                scale = torch.tensor([v.norms[layer] for v in self._row_vectors], device=device)
-            else:
-                vec = self.spec.vector
-                assert isinstance(vec, SteeringVector)
-                scale = torch.tensor(vec.norms[layer], device=device)
+        if self.spec.unit != "raw":
+            vectors = self._row_vectors or self.spec.vector
+            if isinstance(vectors, SteeringVector):
+                vectors = (vectors,)
+            op, unit = self.spec.operator, self.spec.unit
+            scale = torch.tensor([strength_scale(v, layer, op, unit) for v in vectors], device=device)
             rows = rows * scale
         return rows
 
@@ -275,7 +277,7 @@ def apply_operator(
     hidden: torch.Tensor,
     units: torch.Tensor,
     strengths: torch.Tensor,
-    operator: str,
+    operator: Operator | str,
     keep: torch.Tensor,
 ) -> torch.Tensor:
     """Steer ``hidden`` ``[B, T, d]`` along ``units`` (``[1|B, d]``, unit norm) by ``strengths``
@@ -283,6 +285,9 @@ def apply_operator(
     arithmetic is float32; positions not kept are returned bit-identical."""
     batch = hidden.shape[0]
     h = hidden.float()
+    if callable(operator):
+        steered = operator(h, units, strengths).to(hidden.dtype)
+        return torch.where(keep.unsqueeze(-1), steered, hidden)
     if operator == "add":
         delta = (strengths.unsqueeze(1) * units).unsqueeze(1)  # [B, 1, d]
     else:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from linsteer.answers import normalise_number
 from linsteer.errors import LinsteerError
 from linsteer.prompts.items import GenItem, MCItem
 
@@ -47,16 +48,10 @@ def _one_line(exc: BaseException | str) -> str:
 
 
 def normalize_number(text: str) -> str:
-    """Normalise a numeric final answer: drop commas, ``$``, spaces, a trailing period,
-    and write integral values without a decimal part (``"1,000.0"`` -> ``"1000"``)."""
-    t = text.strip().replace(",", "").replace("$", "").replace(" ", "").rstrip(".")
-    try:
-        v = float(t)
-    except ValueError:
-        return text.strip()
-    if v.is_integer() and "e" not in t.lower():
-        return str(int(v))
-    return t
+    """A gold numeric answer normalised exactly as predictions are
+    (:func:`linsteer.answers.normalise_number`: ``"1,000.0"`` -> ``"1000"``, ``"2.50"`` ->
+    ``"2.5"``); text that is not a number is kept, stripped."""
+    return normalise_number(text) or text.strip()
 
 
 # --------------------------------------------------------------------------- readers
