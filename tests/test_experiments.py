@@ -20,7 +20,7 @@ from helpers import DATA as SHARED
 from linsteer.controls import build_controls
 from linsteer.directions import extract
 from linsteer.errors import LinsteerError
-from linsteer.extract import contrast_activations
+from linsteer.extraction import contrast_activations
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.setting import SettingKey
 from linsteer.store import ItemRow, ResultStore, TaskSplit

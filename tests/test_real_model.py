@@ -10,7 +10,7 @@ import torch
 from linsteer.activations import read_activations
 from linsteer.analysis import separability
 from linsteer.directions import extract
-from linsteer.extract import contrast_activations
+from linsteer.extraction import contrast_activations
 from linsteer.models import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.setting import Setting

@@ -83,3 +83,22 @@ def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> N
         assert tree_tokens == row_tokens  # so every option keeps its own row
     else:
         assert tree_tokens < row_tokens / 2  # the prompt is computed once per item, not per option
+
+
+def test_recurrent_model_scored_in_a_padded_batch_equals_each_item_alone() -> None:
+    """RWKV ignores the attention mask and takes no position ids: padding would change its state,
+    so its rows are batched with rows of equal length only."""
+    from linsteer.prompts.formats import get_format
+    from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
+
+    lm = arch_lm("rwkv")
+    items = builtin_task("arith_mc", split="dev", n=4) + builtin_task("facts_mc", split="dev", n=3)
+    prompts = [get_format("mc_text").render_item(i) for i in items]
+    assert len({len(ids) for ids in tokenize(lm, prompts)}) > 1  # prompts of several lengths
+    settings = settings_for(lm, layers=(1,))[:2]
+    base, steered, _ = score_mc(lm, items, settings, batch_size=8)
+    for i, item in enumerate(items):
+        one_base, one_steered, _ = score_mc(lm, [item], settings, batch_size=1)
+        for together, alone in zip([base, *steered], [one_base, *one_steered], strict=True):
+            assert together[i].sum_logprobs == pytest.approx(alone[0].sum_logprobs, abs=1e-4)

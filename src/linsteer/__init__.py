@@ -18,7 +18,7 @@ __version__ = "0.1.0"  # first: modules below read it while the package initiali
 from linsteer.activations import ActivationSet, read_activations
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.extract import contrast_activations
+from linsteer.extraction import contrast_activations
 from linsteer.models import LoadedModel, load_model, wrap_model
 from linsteer.prompts import ContrastSet, builtin_contrast, load_benchmark
 from linsteer.prompts.spec import contrast_from_spec

@@ -53,7 +53,7 @@ def _parse_position(text: str) -> Position:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from linsteer.extract import ExtractSettings, run_extract
+    from linsteer.extraction import ExtractSettings, run_extract
 
     settings = ExtractSettings(
         model=args.model,

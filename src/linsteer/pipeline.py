@@ -23,7 +23,7 @@ from linsteer.activations import ActivationSet, Position
 from linsteer.controls import build_controls
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.extract import vector_from_contrast
+from linsteer.extraction import vector_from_contrast
 from linsteer.headline import headline_from_rows
 from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec

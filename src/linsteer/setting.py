@@ -30,8 +30,9 @@ def check_unit(unit: str, allowed: Sequence[str] = UNITS) -> str:
 
 def strength_scale(vector: SteeringVector, layer: int, operator: object, unit: str) -> float:
     """What a strength in ``unit`` is multiplied by to become raw: the layer's residual norm for
-    ``add`` in unit ``norm``, else 1 (``project_scale``'s scale and ``ablate`` have no unit)."""
-    if unit == "norm" and operator == "add":
+    ``add`` (or an operator function) in unit ``norm``, else 1 (``project_scale``'s scale and
+    ``ablate`` have no unit)."""
+    if unit == "norm" and (operator == "add" or callable(operator)):
         return vector.norms[layer]
     return 1.0
 

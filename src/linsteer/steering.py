@@ -7,7 +7,8 @@ Operators (``d̂`` is the unit direction at the layer, ``s`` the strength of the
 - ``project_scale``: ``h ← h + s·(h·d̂)·d̂`` (Hong et al.'s operator);
 - ``ablate``: ``h ← h − (h·d̂)·d̂`` on every row whose strength is non-zero;
 - any function ``f(h, d̂, s) -> h'`` (float32 ``[B, T, d]``, ``[1|B, d]``, ``[B]``): your own
-  operator, applied at the same positions (the strength is passed raw).
+  operator, applied at the same positions (the strength is passed raw: with ``unit="norm"``,
+  already multiplied by the layer's residual norm).
 
 Layer ``L`` is the output of block ``L``: the same point :func:`read_activations` reads, so a
 vector read at ``L`` is applied at ``L``. Positions are absolute token positions (the prompt is

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
 from linsteer.errors import LinsteerError
+from linsteer.multiplicity import holm, null_rank
 from linsteer.setting import SettingKey
-from linsteer.stats import holm, mcnemar_exact, null_rank, paired_diff_ci, proportion
+from linsteer.stats import mcnemar_exact, paired_diff_ci, proportion
 from linsteer.store import ItemRow, ResultStore
 
 Row = Mapping[str, Any]  # a results-table row as read: a CellRow, or any mapping with its keys
