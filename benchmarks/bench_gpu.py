@@ -176,8 +176,10 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
 
 # ---- 3. the sweep engines ------------------------------------------------------------------
 def sweep(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
-    from linsteer.experiments import TaskSpec, score_mc
-    from linsteer.replay import Replayer, Setting
+    from linsteer.replay import Replayer
+    from linsteer.setting import Setting
+    from linsteer.sweep.mc import score_mc
+    from linsteer.sweep.tasks import TaskSpec
 
     device = lm.device
     items = TaskSpec("arith_mc", "reasoning").items("test")[: cfg["items"]]

@@ -18,9 +18,11 @@ import time
 import torch
 
 from linsteer.directions import SteeringVector
-from linsteer.experiments import TaskSpec, score_mc
 from linsteer.models import load_model
-from linsteer.replay import Replayer, Setting
+from linsteer.replay import Replayer
+from linsteer.setting import Setting
+from linsteer.sweep.mc import score_mc
+from linsteer.sweep.tasks import TaskSpec
 
 
 def main() -> None:

@@ -142,7 +142,7 @@ def test_side_by_side_gives_the_same_text_on_either_path(tmp_path: Any) -> None:
 
 def test_a_sweep_of_conditions_as_rows_matches_one_setting_at_a_time() -> None:
     from linsteer.fastgen import generate_conditions
-    from linsteer.replay import Setting
+    from linsteer.setting import Setting
 
     lm = arch_lm("llama")
     a, b = vector(1), vector(2)

@@ -8,7 +8,8 @@ import torch
 from archs import ALL_ARCHS, arch_lm
 from linsteer.activations import left_pad, tokenize
 from linsteer.directions import SteeringVector
-from linsteer.replay import Replayer, Setting
+from linsteer.replay import Replayer
+from linsteer.setting import Setting
 
 PROMPTS = ["Q: What is 2 + 3?\nA: 5", "Q: Capital of France?\nA: Paris", "Hi there", "12 * 4 = 48"]
 
@@ -67,8 +68,8 @@ def test_replay_falls_back_when_self_check_fails() -> None:
 
 @pytest.mark.parametrize("arch", ALL_ARCHS)
 def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> None:
-    from linsteer.experiments import score_mc
     from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
 
     lm = arch_lm(arch)
     items = builtin_task("arith_mc", split="dev", n=6) + builtin_task("facts_mc", split="dev", n=3)
@@ -102,8 +103,8 @@ def test_rows_engine_scores_like_the_replay_and_one_by_one(arch: str) -> None:
 
 def test_engine_choice_and_mc_scores_agree() -> None:
     from linsteer.errors import LinsteerError
-    from linsteer.experiments import score_mc
     from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
 
     lm = arch_lm("llama")
     assert Replayer(lm).chosen_engine() == "replay"  # a CPU: the replay wins there
@@ -121,7 +122,7 @@ def test_engine_choice_and_mc_scores_agree() -> None:
 def test_neutral_scorer_runs_through_the_rows_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     import functools
 
-    from linsteer import experiments
+    from linsteer.sweep import neutral as experiments
 
     lm = arch_lm("llama")
     settings = settings_for(lm, layers=(1,))[:3]
@@ -132,3 +133,22 @@ def test_neutral_scorer_runs_through_the_rows_engine(monkeypatch: pytest.MonkeyP
     assert rows[2] == replay[2]
     for a, b in zip([rows[0], *rows[1]], [replay[0], *replay[1]], strict=True):
         assert a == pytest.approx(b, rel=1e-3, abs=1e-4)
+
+
+def test_recurrent_model_scored_in_a_padded_batch_equals_each_item_alone() -> None:
+    """RWKV ignores the attention mask and takes no position ids: padding would change its state,
+    so its rows are batched with rows of equal length only."""
+    from linsteer.prompts.formats import get_format
+    from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
+
+    lm = arch_lm("rwkv")
+    items = builtin_task("arith_mc", split="dev", n=4) + builtin_task("facts_mc", split="dev", n=3)
+    prompts = [get_format("mc_text").render_item(i) for i in items]
+    assert len({len(ids) for ids in tokenize(lm, prompts)}) > 1  # prompts of several lengths
+    settings = settings_for(lm, layers=(1,))[:2]
+    base, steered, _ = score_mc(lm, items, settings, batch_size=8)
+    for i, item in enumerate(items):
+        one_base, one_steered, _ = score_mc(lm, [item], settings, batch_size=1)
+        for together, alone in zip([base, *steered], [one_base, *one_steered], strict=True):
+            assert together[i].sum_logprobs == pytest.approx(alone[0].sum_logprobs, abs=1e-4)

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from linsteer import __version__
 from linsteer.errors import LinsteerError
+from linsteer.io import save_tensors
 from linsteer.layers import LAYER_CONVENTION, check_layers, hidden_of, is_recurrent
 from linsteer.models import LoadedModel
 
@@ -84,13 +85,7 @@ class ActivationSet:
         meta["linsteer.labels"] = json.dumps(self.labels)
         meta["linsteer.ids"] = json.dumps(self.ids)
         meta["linsteer.n_tokens"] = json.dumps(self.n_tokens)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(
-            {"acts": self.acts.contiguous(), "token_norms": self.token_norms.contiguous()},
-            str(tmp),
-            metadata=meta,
-        )
-        tmp.replace(path)
+        save_tensors(path, {"acts": self.acts, "token_norms": self.token_norms}, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> ActivationSet:
@@ -152,7 +147,7 @@ def left_pad(token_ids: Sequence[Sequence[int]], pad_id: int) -> Batch:
 
 
 def tokenize(lm: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
-    encoded = lm.tokenizer(list(prompts), add_special_tokens=True)  # type: ignore[operator]
+    encoded = lm.tokenizer(list(prompts), add_special_tokens=True)
     ids: list[list[int]] = [list(x) for x in encoded["input_ids"]]
     for prompt, row in zip(prompts, ids, strict=True):
         if not row:
@@ -335,7 +330,7 @@ def read_activations(
             return ActivationSet.load(cache_file)
 
     n, d = len(prompts), lm.hidden_size
-    pad_id = int(lm.tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    pad_id = int(lm.tokenizer.pad_token_id)
     exact = is_recurrent(lm.model)
     given = token_ids
     if given is not None and len(given) != n:

@@ -32,28 +32,11 @@ import torch
 from torch import nn
 
 from linsteer.activations import Batch
-from linsteer.directions import SteeringVector
 from linsteer.errors import LinsteerError
 from linsteer.layers import hidden_of, is_recurrent
 from linsteer.models import LoadedModel
+from linsteer.setting import Setting
 from linsteer.steering import Steer, apply_operator, apply_steering, steering
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One steering condition: a vector at a layer, an operator and a strength."""
-
-    vector: SteeringVector
-    layer: int
-    operator: str
-    strength: float
-    unit: str = "raw"
-
-    def raw_strength(self) -> float:
-        if self.unit == "norm" and self.operator == "add":
-            return self.strength * self.vector.norms[self.layer]
-        return self.strength
-
 
 # A scorer turns logits into whatever per-row numbers the caller keeps; it is called per chunk
 # of conditions. It gets the logits of the last ``n_last`` positions, ``[R, n_last, V]``, or, when
@@ -339,7 +322,7 @@ class Replayer:
         base = forward()
         results = []
         for s in settings:
-            spec = Steer(s.vector, (s.layer,), s.operator, s.strength, s.unit)  # type: ignore[arg-type]
+            spec = Steer(s.vector, (s.layer,), s.operator, s.raw_strength())  # type: ignore[arg-type]
             with steering(self.lm, spec):
                 results.append(forward())
         return base, results

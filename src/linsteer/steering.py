@@ -5,7 +5,10 @@ Operators (``d̂`` is the unit direction at the layer, ``s`` the strength of the
 - ``add``: ``h ← h + s·d̂``; with ``unit="norm"``, ``s`` is in units of the layer's typical
   residual norm (``SteeringVector.norms``), so one strength grid fits every layer;
 - ``project_scale``: ``h ← h + s·(h·d̂)·d̂`` (Hong et al.'s operator);
-- ``ablate``: ``h ← h − (h·d̂)·d̂`` on every row whose strength is non-zero.
+- ``ablate``: ``h ← h − (h·d̂)·d̂`` on every row whose strength is non-zero;
+- any function ``f(h, d̂, s) -> h'`` (float32 ``[B, T, d]``, ``[1|B, d]``, ``[B]``): your own
+  operator, applied at the same positions (the strength is passed raw: with ``unit="norm"``,
+  already multiplied by the layer's residual norm).
 
 Layer ``L`` is the output of block ``L``: the same point :func:`read_activations` reads, so a
 vector read at ``L`` is applied at ``L``. Positions are absolute token positions (the prompt is
@@ -29,8 +32,10 @@ from linsteer.directions import SteeringVector, check_compatible
 from linsteer.errors import LinsteerError
 from linsteer.layers import check_layers, hidden_of, with_hidden
 from linsteer.models import LoadedModel
+from linsteer.setting import check_unit, strength_scale
 
-Operator = Literal["add", "project_scale", "ablate"]
+OperatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Operator = Literal["add", "project_scale", "ablate"] | OperatorFn
 Positions = Literal["all", "prompt", "generated"] | tuple[int, ...]
 OPERATORS = ("add", "project_scale", "ablate")
 
@@ -47,12 +52,11 @@ class Steer:
     positions: Positions = "all"
 
     def __post_init__(self) -> None:
-        if self.operator not in OPERATORS:
+        if not callable(self.operator) and self.operator not in OPERATORS:
             raise LinsteerError(
-                f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)}"
+                f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)} or a function"
             )
-        if self.unit not in ("raw", "norm"):
-            raise LinsteerError(f"unknown strength unit {self.unit!r}; use 'raw' or 'norm'")
+        check_unit(self.unit, ("raw", "norm"))
         if not (self.positions in ("all", "prompt", "generated") or isinstance(self.positions, tuple)):
             raise LinsteerError(
                 f"unknown positions {self.positions!r}; use all, prompt, generated or indices"
@@ -215,16 +219,18 @@ class SteeringHandle:
         key = (layer, device, dtype)
         if key not in self._consts:
             if self._row_vectors is not None:
-                units = torch.stack([v.unit(layer) for v in self._row_vectors])
-                norms = torch.tensor([v.norms.get(layer, 1.0) for v in self._row_vectors])
+                vectors = self._row_vectors
+                units = torch.stack([v.unit(layer) for v in vectors])
             else:
                 vec = self.spec.vector
                 assert isinstance(vec, SteeringVector)
+                vectors = (vec,)
                 units = vec.unit(layer).unsqueeze(0)
-                norms = torch.tensor([vec.norms.get(layer, 1.0)])
+            # the one norm rule (setting.strength_scale): raw strength = strength x scale
+            scales = torch.tensor([strength_scale(v, layer, self.spec.operator, self.spec.unit)
+                                   for v in vectors], dtype=torch.float32)
             rows = self._rows if self._rows is not None else torch.tensor([self._scalar])
-            if self.spec.unit == "norm" and self.spec.operator == "add":
-                rows = rows * norms.float()
+            rows = rows * scales
             units = units.float()
             delta = (rows.unsqueeze(1) * units).to(dtype)
             on = delta.to(device)
@@ -337,7 +343,7 @@ def apply_operator(
     hidden: torch.Tensor,
     units: torch.Tensor,
     strengths: torch.Tensor,
-    operator: str,
+    operator: Operator | str,
     keep: torch.Tensor | None,
 ) -> torch.Tensor:
     """Steer ``hidden`` ``[B, T, d]`` along ``units`` (``[1|B, d]``, unit norm) by ``strengths``
@@ -348,7 +354,9 @@ def apply_operator(
     batch = hidden.shape[0]
     units = units.to(hidden.device, torch.float32)
     strengths = strengths.to(hidden.device, torch.float32)
-    if operator == "add":
+    if callable(operator):
+        steered = operator(hidden.float(), units, strengths).to(hidden.dtype)
+    elif operator == "add":
         delta = (strengths.unsqueeze(1) * units).to(hidden.dtype).unsqueeze(1)  # [B, 1, d]
         steered = hidden + delta
     else:
