@@ -13,9 +13,10 @@ from linsteer.steering import Steer, steering
 
 def side_by_side(prompt: str, *, vector: Path, model: str, layer: int, strength: float,
                  operator: str = "add", unit: str = "norm", max_new_tokens: int = 48,
-                 dtype: str = "auto") -> str:
+                 dtype: str = "auto", device: str | None = None,
+                 trust_remote_code: bool = False) -> str:
     vec = SteeringVector.load(vector)
-    lm = load_model(model, dtype=dtype)
+    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     enc = lm.tokenizer([prompt], return_tensors="pt")  # type: ignore[operator]
     enc = {k: v.to(lm.device) for k, v in enc.items()}
     width = enc["input_ids"].shape[1]
