@@ -180,10 +180,25 @@ def test_refused_in_one_line_changing_nothing(argv: list[str], message: str, ws:
     assert snapshot(ws) == before  # no new file or directory; the existing run byte-identical
 
 
-def test_existing_run_still_reports_after_a_refusal(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_existing_run_still_reports_after_a_refusal_without_the_model(
+        ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``report`` on a finished run reuses everything: the model is not loaded again."""
+    import linsteer.pipeline
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("report on a finished run loaded the model")
+
     monkeypatch.chdir(ws)
     assert main([*RUN, "--run-dir", "existing", "--n-null", "2"]) == 2
+    monkeypatch.setattr(linsteer.pipeline, "load_model", no_load)
+    phases = sqlite3.connect(ws / "existing" / "results.sqlite")
+    before = phases.execute("SELECT * FROM phases ORDER BY name").fetchall()
+    phases.close()
     assert main(["report", "existing", "--quiet"]) == 0
+    assert main(["sweep", "existing", "--quiet"]) == 0
+    phases = sqlite3.connect(ws / "existing" / "results.sqlite")
+    assert phases.execute("SELECT * FROM phases ORDER BY name").fetchall() == before
+    phases.close()
 
 
 def test_changed_weights_refused_by_name_and_nothing_recorded(

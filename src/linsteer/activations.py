@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from linsteer import __version__
 from linsteer.errors import LinsteerError
 from linsteer.layers import LAYER_CONVENTION, check_layers, hidden_of, is_recurrent
 from linsteer.models import LoadedModel
+from linsteer.tensorfile import save_file
 
 Position = Literal["last", "mean"] | int
 

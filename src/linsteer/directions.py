@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from linsteer import __version__
 from linsteer.activations import ActivationSet
 from linsteer.errors import LinsteerError
 from linsteer.layers import LAYER_CONVENTION
+from linsteer.tensorfile import save_file
 
 
 @dataclass

@@ -285,8 +285,9 @@ def _config_json(config: RunConfig) -> str:
 def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
     """The whole pipeline into ``run_dir``; returns the report's path."""
     from linsteer.reporting import stage_report
+    from linsteer.validate import validate_config
 
-    run = Run(run_dir, config)
+    run = Run(run_dir, validate_config(config))  # idempotent: the CLI has already checked it
     run.save_config()
     t0 = time.perf_counter()
     acts, vector = stage_extract(run, say, progress)
