@@ -38,7 +38,6 @@ batch_size: 4
 """
 TIMINGS = ("seconds", "time_s", "run directory")
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +91,19 @@ def reference(ws: Path) -> Path:
     return ws / report.parent
 
 
+def test_activation_ids_follow_the_items_in_order() -> None:
+    """Ids, labels and rows of the activations line up with the contrast items (no set order)."""
+    from archs import arch_lm
+    from linsteer.extract import contrast_activations
+    from linsteer.prompts.spec import contrast_from_spec
+
+    contrast = contrast_from_spec("builtin", 6)
+    acts = contrast_activations(arch_lm("llama"), contrast, progress=False)
+    assert acts.ids == [item.id for item in contrast.items]
+    assert acts.labels == [item.label for item in contrast.items]
+
+
+@pytest.mark.slow
 def test_same_command_other_hashseed_gives_identical_files(ws: Path, reference: Path) -> None:
     proc = run(ws, "runs-b", 2)
     other = ws / Path(proc.stdout.strip()).parent
@@ -110,6 +122,7 @@ def _groups(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes(ws: Path, reference: Path) -> None:
     proc = subprocess.Popen(command("runs-c"), cwd=ws, env=env(3), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -189,7 +189,7 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     _check_names(config.operators, OPERATORS, "operator (--operators)")
     if not config.strengths:
         raise LinsteerError("strengths is empty; use e.g. 0.25,1")
-    strengths = finite(config.strengths, "strengths (--strengths)")
+    finite(config.strengths, "strengths (--strengths)")
     parse_position(config.position)
     for fmt in (config.prompt_format, config.task_format, config.gen_format):
         get_format(fmt)
@@ -199,4 +199,4 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     contrast_from_spec(config.contrast, config.n_per_class, config.seed)
     n_layers = model_n_layers(config.model, trust_remote_code)
     layers = None if config.layers is None else normalise_layers(config.layers, n_layers)
-    return replace(config, layers=layers, strengths=strengths)
+    return replace(config, layers=layers)
