@@ -84,15 +84,17 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from linsteer.pipeline import make_config, run_all
-    from linsteer.rundir import choose_run_dir
+    from linsteer.rundir import choose_run_dir, is_finished
 
     config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
-    if resumed:
-        print(f"linsteer: resuming {run_dir} (same settings, not finished)", file=sys.stderr, flush=True)
+    if not resumed:
+        start = f"run directory {run_dir} (if interrupted, the same command resumes it)"
+    elif is_finished(run_dir):
+        start = f"{run_dir} is already finished with these settings; reusing its results"
     else:
-        print(f"linsteer: run directory {run_dir} (if interrupted, the same command resumes it)",
-              file=sys.stderr, flush=True)
+        start = f"resuming {run_dir} (same settings, not finished)"
+    print(f"linsteer: {start}", file=sys.stderr, flush=True)
     report = run_all(config, run_dir, _say(args.quiet), progress=not args.quiet)
     print(report)
     return 0
