@@ -85,9 +85,9 @@ def reference(ws: Path) -> Path:
     proc = run(ws, "runs-a", 1)
     report = Path(proc.stdout.strip())
     assert report.name == "report.html"
-    # the run directory is announced at the start, on stderr
-    assert proc.stderr.splitlines()[0] == (
-        f"linsteer: run directory {report.parent} (if interrupted, the same command resumes it)")
+    # the run directory is announced at the start, on stderr; --quiet: nothing else there
+    assert proc.stderr.splitlines() == [
+        f"linsteer: run directory {report.parent} (if interrupted, the same command resumes it)"]
     return ws / report.parent
 
 
