@@ -221,3 +221,21 @@ def test_holm_hand_example() -> None:
         holm([])
     with pytest.raises(LinsteerError):
         holm([0.1, 1.5])
+
+
+def test_exact_sign_flip_patterns_built_once_and_results_unchanged() -> None:
+    """The 2**n sign patterns are cached per n; the p-value equals a fresh full enumeration."""
+    import itertools
+
+    from linsteer.stats import _all_signs
+
+    assert _all_signs(12) is _all_signs(12) and not _all_signs(12).flags.writeable
+    rng = np.random.default_rng(3)
+    for n in (1, 5, 12):
+        x, y = rng.normal(size=n), rng.normal(size=n) + 0.3
+        d = y - x
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        null = np.abs(signs @ d) / n
+        expected = float(np.mean(null >= abs(d.mean()) - 1e-12 * np.abs(d).max()))
+        res = paired_diff_ci(x, y, seed=0)
+        assert res.exact and res.p_value == expected

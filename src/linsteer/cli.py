@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from linsteer import __version__
-from linsteer.activations import Position
 from linsteer.errors import LinsteerError
 from linsteer.models import BUILTINS, DEFAULT_MODEL
+from linsteer.validate import (
+    at_least,
+    check_device,
+    finite,
+    parse_floats,
+    parse_layers,
+    parse_position,
+    validate_config,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -25,33 +35,6 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="allow model code from the hub (off by default)")
 
 
-def _parse_layers(text: str | None) -> list[int] | None:
-    if text is None or text == "all":
-        return None
-    try:
-        out: list[int] = []
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                lo, hi = part.split("-", 1)
-                out.extend(range(int(lo), int(hi) + 1))
-            else:
-                out.append(int(part))
-        return out
-    except ValueError as exc:
-        raise LinsteerError(f"bad --layers {text!r}; use e.g. 'all', '3,6,9' or '4-10'") from exc
-
-
-def _parse_position(text: str) -> Position:
-    if text == "last":
-        return "last"
-    if text == "mean":
-        return "mean"
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise LinsteerError(f"bad --position {text!r}; use last, mean or an integer index") from exc
-
-
 def cmd_extract(args: argparse.Namespace) -> int:
     from linsteer.extraction import ExtractSettings, run_extract
 
@@ -61,9 +44,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         n_per_class=args.n,
         seed=args.seed,
         method=args.method,
-        position=_parse_position(args.position),
+        position=parse_position(args.position),
         prompt_format=args.format,
-        layers=_parse_layers(args.layers),
+        layers=parse_layers(args.layers),
         batch_size=args.batch_size,
         dtype=args.dtype,
         device=args.device,
@@ -78,22 +61,13 @@ RUN_OPTIONS = ("model", "dtype", "device", "contrast", "n_per_class", "seed", "m
                "strengths", "operators", "unit", "n_null", "n_dev", "n_test", "shots", "batch_size")
 
 
-def _floats(text: str | None, name: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError as exc:
-        raise LinsteerError(f"bad --{name} {text!r}; use comma-separated numbers like 0.25,1") from exc
-
-
 def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
-    layers = _parse_layers(args.layers) if args.layers else None
+    layers = parse_layers(args.layers) if args.layers else None
     return {
         "model": args.model, "dtype": args.dtype, "device": args.device, "contrast": args.contrast,
         "n_per_class": args.n, "seed": args.seed, "method": args.method,
         "layers": tuple(layers) if layers else None,
-        "strengths": _floats(args.strengths, "strengths"),
+        "strengths": parse_floats(args.strengths, "--strengths"),
         "operators": tuple(args.operators.split(",")) if args.operators else None,
         "unit": args.unit, "n_null": args.n_null, "n_dev": args.n_dev, "n_test": args.n_test,
         "shots": args.shots, "batch_size": args.batch_size,
@@ -108,21 +82,19 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return say
 
 
-def _run_dir(args: argparse.Namespace, model: str) -> Path:
-    from linsteer.pipeline import new_run_dir
-
-    if args.run_dir:
-        path = Path(args.run_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return new_run_dir(args.runs, model)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from linsteer.pipeline import make_config, run_all
+    from linsteer.rundir import choose_run_dir, is_finished
 
-    config = make_config(args.preset, args.config, _run_overrides(args))
-    run_dir = _run_dir(args, config.model)
+    config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
+    run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
+    if not resumed:
+        start = f"run directory {run_dir} (if interrupted, the same command resumes it)"
+    elif is_finished(run_dir):
+        start = f"{run_dir} is already finished with these settings; reusing its results"
+    else:
+        start = f"resuming {run_dir} (same settings, not finished)"
+    print(f"linsteer: {start}", file=sys.stderr, flush=True)
     report = run_all(config, run_dir, _say(args.quiet), progress=not args.quiet)
     print(report)
     return 0
@@ -134,9 +106,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     config_file = run_dir / "config.yaml"
-    if not config_file.exists():
+    if not config_file.is_file():
         raise LinsteerError(f"{run_dir} is not a run directory (no config.yaml); start one with linsteer run")
-    config = make_config("quick", config_file)
+    config = validate_config(make_config("quick", config_file))
     run = Run(run_dir, config)
     say = _say(args.quiet)
     acts, vector = stage_extract(run, say, progress=not args.quiet)
@@ -173,9 +145,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from linsteer.generate import side_by_side
 
+    finite([args.strength], "--strength")
+    at_least(args.max_new_tokens, 1, "--max-new-tokens")
+    check_device(args.device)
+    if not Path(args.vector).is_file():
+        raise LinsteerError(f"vector file not found: {args.vector}")
     print(side_by_side(args.prompt, vector=Path(args.vector), model=args.model, layer=args.layer,
                        strength=args.strength, operator=args.operator, unit=args.unit,
-                       max_new_tokens=args.max_new_tokens, dtype=args.dtype))
+                       max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device,
+                       trust_remote_code=args.trust_remote_code))
     return 0
 
 
@@ -208,8 +186,34 @@ def _sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``linsteer: error: ...``, exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise LinsteerError(f"{message} (see {self.prog} --help)")
+
+
+@contextmanager
+def _quiet_transformers(quiet: bool) -> Iterator[None]:
+    """Under --quiet, silence transformers' progress bars ("Loading weights") and warnings."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="linsteer",
         description="Find, validate and apply linear reasoning directions in language models.",
     )
@@ -272,16 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--operator", default="add", choices=["add", "project_scale", "ablate"])
     gen.add_argument("--unit", default="norm", choices=["raw", "norm"])
     gen.add_argument("--max-new-tokens", type=int, default=48)
+    gen.add_argument("--quiet", action="store_true", help="no progress output")
     gen.set_defaults(handler=cmd_generate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
     try:
-        return handler(args)
+        args = parser.parse_args(argv)
+        handler: Handler = args.handler
+        with _quiet_transformers(bool(getattr(args, "quiet", False))):
+            return handler(args)
     except LinsteerError as exc:
         message = " ".join(str(exc).split())
         print(f"linsteer: error: {message}", file=sys.stderr)

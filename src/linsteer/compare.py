@@ -19,9 +19,11 @@ from linsteer.activations import ActivationSet
 from linsteer.analysis import Profile, cross_model_cosine, profile, separability
 from linsteer.directions import SteeringVector
 from linsteer.headline import Headline
-from linsteer.pipeline import Say, make_config, new_run_dir, run_all
+from linsteer.pipeline import Say, make_config, run_all
 from linsteer.plots import cross_model_cosine_plot, cross_model_plot
 from linsteer.report import write_report
+from linsteer.rundir import new_run_dir
+from linsteer.validate import validate_config
 
 
 def _headline(run_dir: Path) -> dict[str, Any]:
@@ -33,6 +35,7 @@ def _headline(run_dir: Path) -> dict[str, Any]:
 def compare_models(models: list[str], preset: str, config_file: str | None, runs_root: Path, say: Say,
                    overrides: dict[str, Any] | None = None) -> Path:
     base = make_config(preset, config_file, overrides)
+    configs = {model: validate_config(replace(base, model=model)) for model in models}  # all first
     root = new_run_dir(runs_root, "compare")
     profiles: dict[str, Profile] = {}
     vectors: dict[str, SteeringVector] = {}
@@ -40,9 +43,8 @@ def compare_models(models: list[str], preset: str, config_file: str | None, runs
     table: list[dict[str, Any]] = []
     for model in models:
         say(f"=== {model} ===")
-        run_dir = root / "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
-        run_dir.mkdir()
-        run_all(replace(base, model=model), run_dir, say, progress=False)
+        run_dir = new_run_dir(root, model, stamp=False)
+        run_all(configs[model], run_dir, say, progress=False)
         vec = SteeringVector.load(run_dir / "vector.safetensors")
         acts = ActivationSet.load(run_dir / "acts.safetensors")
         seps = separability(acts, vec.meta.get("positive", "reasoning"),

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from linsteer.activations import ActivationSet, Position, read_activations
-from linsteer.directions import SteeringVector, extract
+from linsteer.directions import METHODS, SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.models import LoadedModel, load_model
+from linsteer.models import LoadedModel, load_model, parse_dtype
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.items import ContrastSet
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.validate import at_least, check_device, check_writable_path, parse_position
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def contrast_activations(
     fmt = get_format(prompt_format)
     prompts = [fmt.render(item.text) for item in contrast.items]
     acts = read_activations(
-        lm, prompts, labels=list(contrast.labels), ids=list(contrast.ids), layers=layers,
+        lm, prompts, labels=list(contrast.labels), ids=[item.id for item in contrast.items], layers=layers,
         position=position, batch_size=batch_size, prompt_format=fmt.name, cache=cache,
         progress=progress,
     )
@@ -99,10 +100,24 @@ def vector_from_contrast(
     return acts, vector
 
 
-def run_extract(settings: ExtractSettings, out: Path, *, progress: bool = True) -> ExtractResult:
-    """Load the model, read the contrast set, extract and save the vector (atomically)."""
+def check_extract(settings: ExtractSettings, out: Path) -> None:
+    """Everything that can be checked before the model is loaded (nothing is written)."""
     if settings.n_per_class < 1:
         raise LinsteerError(f"--n must be >= 1, got {settings.n_per_class}")
+    at_least(settings.batch_size, 1, "--batch-size")
+    at_least(settings.seed, 0, "--seed")
+    if settings.method not in METHODS:
+        raise LinsteerError(f"unknown method {settings.method!r}; use one of {', '.join(METHODS)}")
+    parse_position(settings.position)
+    get_format(settings.prompt_format)
+    parse_dtype(settings.dtype, "cpu")
+    check_device(settings.device)
+    check_writable_path(out, "--out", directory=False)
+
+
+def run_extract(settings: ExtractSettings, out: Path, *, progress: bool = True) -> ExtractResult:
+    """Load the model, read the contrast set, extract and save the vector (atomically)."""
+    check_extract(settings, out)
     contrast = contrast_from_spec(settings.contrast, settings.n_per_class, settings.seed)
     start = time.perf_counter()
     lm = load_model(settings.model, dtype=settings.dtype, device=settings.device,

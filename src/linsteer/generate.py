@@ -20,9 +20,10 @@ from linsteer.steering import Steer, steering
 
 def side_by_side(prompt: str, *, vector: Path, model: str, layer: int, strength: float,
                  operator: str = "add", unit: str = "norm", max_new_tokens: int = 48,
-                 dtype: str = "auto", fast: bool | None = None) -> str:
+                 dtype: str = "auto", device: str | None = None,
+                 trust_remote_code: bool = False, fast: bool | None = None) -> str:
     vec = SteeringVector.load(vector)
-    lm = load_model(model, dtype=dtype)
+    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     label = f"{operator} {strength_label(strength, unit if operator == 'add' else 'raw')} at layer {layer}"
     if fast if fast is not None else lm.device.type == "cuda":
         both = Steer(vec, (layer,), operator, (0.0, strength), unit)  # type: ignore[arg-type]

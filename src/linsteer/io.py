@@ -3,7 +3,9 @@
 A file is written to a temporary name in its folder and renamed over the target, so a reader (or
 a run killed mid-write) sees the old file or the new one, never half of one. JSON is NaN-safe
 (NaN and infinities become ``null``, numpy and torch values plain numbers); tensors go to
-safetensors with string metadata.
+safetensors with string metadata and a byte-for-byte reproducible header (the safetensors library
+writes its metadata in hash-map order, which changes from process to process; here the header's
+keys are sorted, offsets unchanged, so the same tensors and metadata always give the same bytes).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import io
 import json
 import math
 import os
+import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 
 @contextmanager
@@ -106,6 +109,8 @@ def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]],
 
 def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> Path:
     """A safetensors file of contiguous ``tensors`` with string ``metadata``."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
-    return Path(path)
+    data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=dict(metadata))
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data section stays 8-byte aligned
+    return atomic_write(path, struct.pack("<Q", len(header)) + header + data[8 + size:])

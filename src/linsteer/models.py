@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from linsteer.errors import LinsteerError
 from linsteer.layers import Blocks, find_blocks
 
 DEFAULT_MODEL = "gemma3-270m"
+GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -188,10 +190,16 @@ def converted_gguf(gguf: Path, cache: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
         kwargs = {"gguf_file": gguf.name}
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), dtype=torch.float32, **kwargs
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+        try:
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), dtype=torch.float32, **kwargs
+            )
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+        except (struct.error, ValueError, EOFError, KeyError, IndexError) as exc:
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise LinsteerError(
+                f"cannot read GGUF file {gguf}: truncated or corrupt ({detail}); download it again"
+            ) from exc
         model.hf_quantizer = None  # dequantised now: lets save_pretrained proceed
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -232,6 +240,9 @@ def resolve_source(spec: str, cache: Path) -> tuple[str, str | None]:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise LinsteerError(f"GGUF file not found: {path}")
+        with path.open("rb") as handle:
+            if handle.read(4) != GGUF_MAGIC:
+                raise LinsteerError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
         return str(converted_gguf(path.resolve(), cache)), None
     if path.exists():
         if not (path / "config.json").exists():

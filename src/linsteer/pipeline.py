@@ -29,11 +29,13 @@ from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.report import write_report
 from linsteer.report_content import analysis_figures, cost_table, steering_figures
+from linsteer.rundir import config_text, differing_keys
 from linsteer.setting import strengths_label
 from linsteer.store import ResultStore, store_path
 from linsteer.summary import CellRow, Row, summarize
 from linsteer.sweep.run import SweepSpec, flops_per_token, run_sweep
 from linsteer.sweep.tasks import GEN_TASKS, TaskSpec, task_role
+from linsteer.validate import parse_position, validate_config
 
 Say = Callable[[str], None]
 
@@ -69,14 +71,7 @@ class RunConfig:
     analysis_layers: int = 8  # PCA panels
 
     def position_value(self) -> Position:
-        if self.position == "last":
-            return "last"
-        if self.position == "mean":
-            return "mean"
-        try:
-            return int(self.position)
-        except ValueError as exc:
-            raise LinsteerError(f"position: {self.position!r} is not last, mean or an integer") from exc
+        return parse_position(self.position)
 
 
 PRESETS: dict[str, RunConfig] = {
@@ -160,18 +155,6 @@ def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
                      batch_size=config.batch_size)
 
 
-def new_run_dir(root: str | Path, model: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)[-40:]
-    base = Path(root) / f"{stamp}-{safe}"
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = Path(f"{base}-{i}")
-    path.mkdir(parents=True)
-    return path
-
-
 @dataclass
 class Run:
     """A run directory and the state the stages pass on."""
@@ -181,9 +164,44 @@ class Run:
     lm: LoadedModel | None = None
 
     def save_config(self) -> None:
-        (self.dir / "config.yaml").write_text(yaml.safe_dump(
-            {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()},
-            sort_keys=False))
+        path = self.dir / "config.yaml"
+        text = config_text(self.config)
+        if path.exists() and path.read_text() == text:
+            return
+        if path.exists():
+            raise LinsteerError(
+                f"{self.dir} holds a run with other settings (differs in: "
+                f"{', '.join(differing_keys(self.dir, self.config))}); use a fresh run directory")
+        tmp = path.with_name("config.yaml.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+    def settings(self, fingerprint: str) -> dict[str, Any]:
+        return {"config": asdict(self.config), "fingerprint": fingerprint}
+
+    def check_store(self, fingerprint: str) -> None:
+        """Refuse (before anything is recorded) to continue a run made with other settings."""
+        path = store_path(self.dir)
+        if not path.exists():
+            return
+        with ResultStore(path) as store:
+            stored = store.get_meta("settings")
+        if stored is None:
+            return
+        old = json.loads(stored)
+        mine = json.loads(json.dumps(self.settings(fingerprint), sort_keys=True, default=str))
+        if old == mine:
+            return
+        if old.get("config") == mine["config"]:
+            raise LinsteerError(
+                f"the weights of {self.config.model} changed since {self.dir} was made (fingerprint "
+                f"{fingerprint}, the run has {old.get('fingerprint')}); use the original model or "
+                "a fresh run directory")
+        changed = sorted(k for k in set(old.get("config", {})) | set(mine["config"])
+                         if old.get("config", {}).get(k) != mine["config"].get(k))
+        raise LinsteerError(
+            f"{self.dir} holds results made with other settings (differs in: {', '.join(changed)}); "
+            "use a fresh run directory (or the same settings to resume)")
 
     def phase(self, name: str, seconds: float, tokens: int, flops: float) -> None:
         with ResultStore(store_path(self.dir)) as store:
@@ -194,7 +212,9 @@ def load(run: Run, say: Say) -> LoadedModel:
     if run.lm is None:
         start = time.perf_counter()
         say(f"loading {run.config.model} ...")
-        run.lm = load_model(run.config.model, dtype=run.config.dtype, device=run.config.device)
+        lm = load_model(run.config.model, dtype=run.config.dtype, device=run.config.device)
+        run.check_store(lm.fingerprint)  # a refusal must come before anything is recorded
+        run.lm = lm
         run.phase("load", time.perf_counter() - start, 0, 0.0)
         say(f"loaded {run.lm.name}: {run.lm.n_layers} layers, hidden size {run.lm.hidden_size}, "
             f"{str(run.lm.dtype).replace('torch.', '')}, fingerprint {run.lm.fingerprint}")
@@ -226,6 +246,11 @@ def stage_extract(run: Run, say: Say, progress: bool = True) -> tuple[Activation
 
 def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
                 progress: bool = True) -> list[CellRow]:
+    with ResultStore(store_path(run.dir)) as store:
+        done = store.get_meta("sweep_complete") == _config_json(run.config)
+        if done and (run.dir / "controls.json").exists():  # finished: no need for the model
+            say("sweep: reusing the finished sweep in results.sqlite")
+            return summarize(store)
     lm = load(run, say)
     spec = sweep_spec(run.config, lm.n_layers)
     positive, negative = vector.meta.get("positive", "reasoning"), vector.meta.get("negative", "memorization")
@@ -236,20 +261,26 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
         controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
                                    n_shuffled=0, negated=False, isotropic=0)
     with ResultStore(store_path(run.dir)) as store:
-        store.check_settings({"config": asdict(run.config), "fingerprint": lm.fingerprint})
+        store.check_settings(run.settings(lm.fingerprint))
         start = time.perf_counter()
         run_sweep(lm, controls, spec, store, progress=say, show_bars=progress)
         say(f"sweep: done in {time.perf_counter() - start:.1f}s")
         rows = summarize(store)
         store.export(run.dir / "tables")
-    (run.dir / "controls.json").write_text(json.dumps(
-        [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls], indent=1))
+        (run.dir / "controls.json").write_text(json.dumps(
+            [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls],
+            indent=1))
+        store.set_meta("sweep_complete", _config_json(run.config))
     return rows
+
+
+def _config_json(config: RunConfig) -> str:
+    return json.dumps(asdict(config), sort_keys=True, default=str)
 
 
 def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
     """The whole pipeline into ``run_dir``; returns the report's path."""
-    run = Run(run_dir, config)
+    run = Run(run_dir, validate_config(config))  # idempotent: the CLI has already checked it
     run.save_config()
     t0 = time.perf_counter()
     acts, vector = stage_extract(run, say, progress)

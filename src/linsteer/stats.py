@@ -22,6 +22,7 @@ Null controls and multiplicity (:func:`~linsteer.multiplicity.null_rank`,
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -263,6 +264,14 @@ class PairedDiff:
     test_method: str = "sign-flip-permutation"
 
 
+@functools.lru_cache(maxsize=_EXACT_SIGN_FLIP_MAX_N + 1)
+def _all_signs(n: int) -> NDArray[np.float64]:
+    """Every one of the 2**n sign patterns (rows), built once per n and kept read-only."""
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)), dtype=np.float64)
+    signs.setflags(write=False)
+    return signs
+
+
 def _sign_flip_p(d: NDArray[np.float64], n_perm: int, seed: int) -> tuple[float, bool]:
     n = d.size
     obs = abs(float(d.mean()))
@@ -271,8 +280,7 @@ def _sign_flip_p(d: NDArray[np.float64], n_perm: int, seed: int) -> tuple[float,
         return 1.0, True
     tol = 1e-12 * scale
     if n <= _EXACT_SIGN_FLIP_MAX_N:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)), dtype=np.float64)
-        null = np.abs(signs @ d) / n
+        null = np.abs(_all_signs(n) @ d) / n
         return float(np.mean(null >= obs - tol)), True
     rng = np.random.default_rng(seed)
     hits = 0
