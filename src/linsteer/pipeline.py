@@ -259,6 +259,11 @@ def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -
     run.save_config()
     t0 = time.perf_counter()
     acts, vector = stage_extract(run, say, progress)
+    from linsteer.confounds import run_confounds
+
+    run_confounds(run.dir, acts, contrast=config.contrast, n_per_class=config.n_per_class,
+                  seed=config.seed, prompt_format=config.prompt_format,
+                  position=config.position_value(), get_lm=lambda: load(run, say), say=say)
     rows = stage_sweep(run, acts, vector, say, progress)
     report = stage_report(run, acts, vector, rows, say)
     say(f"total {time.perf_counter() - t0:.1f}s")

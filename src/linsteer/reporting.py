@@ -132,9 +132,14 @@ def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: li
         ("Layer profile", profile_rows),
         ("Controls: cosine to the real direction", control_rows),
     ]
+    from linsteer.confounds import confound_html, read_confounds
+
+    confounds = read_confounds(run.dir)
     path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
-                        title=f"linsteer report: {model}")
+                        title=f"linsteer report: {model}",
+                        extra={"confounds": confounds} if confounds else None,
+                        notice_html=confound_html(confounds))
     say(headline.verdict)
     say(f"report: {path}")
     return path
