@@ -5,7 +5,9 @@ the same stratified folds, is fitted on
 
 * the **token embeddings** at the read position (layer ``-1``: the model's input-embedding output,
   including any embedding scale such as Gemma's sqrt(d), reduced like the residual stream: the
-  last token, the mean over tokens or a fixed index);
+  last token, the mean over tokens or a fixed index), and, as ``embedding_mean_probe_accuracy``,
+  their mean over the prompt's tokens (with a fixed answer cue such as ``A:`` the read-position
+  token is the same for every prompt, so only the mean tells anything there);
 * the **prompt length** alone (number of tokens);
 * a **bag of tokens** (token counts over the vocabulary the prompts use);
 
@@ -58,6 +60,7 @@ class Confounds:
     length_only_accuracy: float
     bag_of_tokens_accuracy: float | None
     shuffled_accuracy: float
+    embedding_mean_probe_accuracy: float | None = None
     source: tuple[SourceConfound, ...] = ()
     margin: float = MARGIN
     floor: float = FLOOR
@@ -76,6 +79,7 @@ class Confounds:
     def surface_accuracy(self) -> tuple[str, float]:
         """The best surface baseline: (name, held-out accuracy)."""
         named = [("token embeddings", self.embedding_probe_accuracy),
+                 ("mean token embedding", self.embedding_mean_probe_accuracy),
                  ("length only", self.length_only_accuracy),
                  ("bag of tokens", self.bag_of_tokens_accuracy)]
         name, value = max(((n, v) for n, v in named if v is not None), key=lambda nv: nv[1])
@@ -92,6 +96,7 @@ class Confounds:
         return {
             "probe_accuracy": {str(k): round(v, 4) for k, v in sorted(self.probe_accuracy.items())},
             "embedding_probe_accuracy": _round(self.embedding_probe_accuracy),
+            "embedding_mean_probe_accuracy": _round(self.embedding_mean_probe_accuracy),
             "length_only_accuracy": round(self.length_only_accuracy, 4),
             "bag_of_tokens_accuracy": _round(self.bag_of_tokens_accuracy),
             "shuffled_accuracy": round(self.shuffled_accuracy, 4),
@@ -160,6 +165,7 @@ def confound_diagnostics(
     token_ids: Sequence[Sequence[int]],
     *,
     embeddings: F64 | None = None,
+    mean_embeddings: F64 | None = None,
     positive: str = "reasoning",
     negative: str = "memorization",
     sources: Sequence[str] | None = None,
@@ -176,6 +182,7 @@ def confound_diagnostics(
     seps = separability(acts, positive, negative, folds=folds, seed=seed)
     chosen = [token_ids[i] for i in rows]
     emb_acc = None if embeddings is None else _accuracy(embeddings[rows], y, folds, seed)
+    mean_acc = None if mean_embeddings is None else _accuracy(mean_embeddings[rows], y, folds, seed)
     bag = bag_of_tokens(chosen)
     source_rows: list[SourceConfound] = []
     probe = {s.layer: s.probe_acc for s in seps}
@@ -188,6 +195,7 @@ def confound_diagnostics(
         length_only_accuracy=_accuracy(length_features(chosen), y, folds, seed),
         bag_of_tokens_accuracy=_accuracy(bag, y, folds, seed) if bag.shape[1] else None,
         shuffled_accuracy=float(np.mean([s.shuffled_acc for s in seps])),
+        embedding_mean_probe_accuracy=mean_acc,
         source=tuple(source_rows),
         margin=margin,
         floor=floor,
@@ -200,7 +208,8 @@ def model_confounds(lm: LoadedModel, acts: ActivationSet, prompts: Sequence[str]
                     **kwargs: Any) -> Confounds:
     """:func:`confound_diagnostics` with the token ids and embeddings computed from ``lm``."""
     ids = tokenize(lm, prompts)
-    return confound_diagnostics(acts, ids, embeddings=embedding_features(lm, ids, position), **kwargs)
+    return confound_diagnostics(acts, ids, embeddings=embedding_features(lm, ids, position),
+                                mean_embeddings=embedding_features(lm, ids, "mean"), **kwargs)
 
 
 def run_confounds(run_dir: Path, acts: ActivationSet, *, contrast: str, n_per_class: int, seed: int,
@@ -258,7 +267,9 @@ def confound_html(data: dict[str, Any] | None) -> str:
         return ""
     emb = data.get("embedding_probe_accuracy")
     bag = data.get("bag_of_tokens_accuracy")
-    cells = (f"token embeddings (layer −1) {'n/a' if emb is None else f'{emb:.2f}'} · length only "
+    mean = data.get("embedding_mean_probe_accuracy")
+    cells = (f"token embeddings (layer −1, read position) {'n/a' if emb is None else f'{emb:.2f}'} · "
+             f"mean token embedding {'n/a' if mean is None else f'{mean:.2f}'} · length only "
              f"{data['length_only_accuracy']:.2f} · bag of tokens {'n/a' if bag is None else f'{bag:.2f}'}"
              f" · best residual layer {data['best_layer']}: {data['best_probe_accuracy']:.2f} · "
              f"shuffled labels {data['shuffled_accuracy']:.2f}")
