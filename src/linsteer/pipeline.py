@@ -54,8 +54,10 @@ class RunConfig:
     extra_methods: tuple[str, ...] = ()  # more vector sources swept beside it (real direction only)
     position: str = "last"
     prompt_format: str = "zero_shot"
-    layers: tuple[int, ...] | None = None  # steering layers; None: two at 1/3 and 1/2 depth
-    strengths: tuple[float, ...] = (0.25, 1.0)
+    layers: tuple[int, ...] | None = None  # steering layers; None: the scan's best (else 1/3, 1/2 depth)
+    strengths: tuple[float, ...] = (-1.0, -0.5, 0.25, 0.5, 1.0)
+    scan_top: int = 3  # with layers None: scan every layer on dev, steer at the best few (0: off)
+    scan_strengths: tuple[float, ...] = (-0.5, 0.5)
     operators: tuple[str, ...] = ("add",)
     unit: str = "norm"
     n_null: int = 3
@@ -239,6 +241,12 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
         other = extract(acts, positive=positive, negative=negative, method=method, seed=run.config.seed)
         controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
                                    n_shuffled=0, negated=False, isotropic=0)
+    if run.config.layers is None and run.config.scan_top > 0 and spec.unit != "ppl":
+        from linsteer.layerscan import stage_scan
+
+        chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
+                            unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say)
+        spec = replace(spec, layers=chosen or spec.layers)
     with ResultStore(store_path(run.dir)) as store:
         store.check_settings({"config": asdict(run.config), "fingerprint": lm.fingerprint})
         start = time.perf_counter()

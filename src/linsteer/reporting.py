@@ -133,12 +133,22 @@ def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: li
         ("Controls: cosine to the real direction", control_rows),
     ]
     from linsteer.confounds import confound_html, read_confounds
+    from linsteer.layerscan import read_scan, scan_figure
 
     confounds = read_confounds(run.dir)
+    scan = read_scan(run.dir)
+    extra: dict[str, Any] = {"confounds": confounds} if confounds else {}
+    if scan is not None:
+        figs.insert(0, ("Layer scan: every layer on dev",
+                        f"Change in the gold option's probability (top) and dev accuracy (bottom) when "
+                        f"steering {scan.task} at each layer; shaded: the null directions' range at "
+                        f"the same layer and strength. Dotted: the layers {list(scan.chosen)} chosen "
+                        "for the full protocol on the test split.", scan_figure(scan)))
+        extra["layer_scan"] = {k: v for k, v in scan.to_json().items() if k != "cells"}
     path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
                         title=f"linsteer report: {model}",
-                        extra={"confounds": confounds} if confounds else None,
+                        extra=extra,
                         notice_html=confound_html(confounds))
     say(headline.verdict)
     say(f"report: {path}")
