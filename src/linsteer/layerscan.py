@@ -100,7 +100,9 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
         raise LinsteerError(f"the layer scan needs a multiple-choice reasoning task, got {task.name!r}")
     if top < 1:
         raise LinsteerError(f"scan: top must be >= 1, got {top}")
-    used = [c for c in controls if c.kind in ("real", "null") and not c.source]
+    primary = controls[0].source if controls else ""  # the first real direction and its nulls
+    used = [c for c in controls if c.kind in ("real", "null") and c.source == primary]
+    used = [c for i, c in enumerate(used) if c.kind == "null" or i == 0]
     if not any(c.kind == "real" for c in used):
         raise LinsteerError("scan: no real direction among the controls")
     chosen_layers = list(range(lm.n_layers)) if layers is None else list(layers)
