@@ -32,9 +32,10 @@ def _headline(run_dir: Path) -> dict[str, Any]:
 
 
 def compare_models(models: list[str], preset: str, config_file: str | None, runs_root: Path, say: Say,
-                   overrides: dict[str, Any] | None = None) -> Path:
+                   overrides: dict[str, Any] | None = None, root: Path | None = None) -> Path:
+    """``root``: an earlier comparison's directory to resume (each model's run resumes)."""
     base = make_config(preset, config_file, overrides)
-    root = new_run_dir(runs_root, "compare")
+    root = root or new_run_dir(runs_root, "compare")
     profiles: dict[str, Profile] = {}
     vectors: dict[str, SteeringVector] = {}
     all_acts: dict[str, ActivationSet] = {}
@@ -44,7 +45,7 @@ def compare_models(models: list[str], preset: str, config_file: str | None, runs
     for model in models:
         say(f"=== {model} ===")
         run_dir = root / "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
-        run_dir.mkdir()
+        run_dir.mkdir(parents=True, exist_ok=True)
         run_all(replace(base, model=model), run_dir, say, progress=False)
         vec = SteeringVector.load(run_dir / "vector.safetensors")
         acts = ActivationSet.load(run_dir / "acts.safetensors")
