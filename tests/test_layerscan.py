@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+
 from archs import arch_lm, arch_model
 from helpers import one_line_error
-from tiny import tiny_tokenizer
-
 from linsteer.cli import main
 from linsteer.controls import build_controls
 from linsteer.experiments import TaskSpec
 from linsteer.extract import vector_from_contrast
 from linsteer.layerscan import LayerScan, scan_figure, scan_layers
 from linsteer.prompts.spec import contrast_from_spec
+from tiny import tiny_tokenizer
 
 
 def test_scan_covers_every_layer_and_picks_the_best_by_gain_over_nulls() -> None:

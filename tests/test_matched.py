@@ -6,7 +6,6 @@ import statistics
 from importlib import resources
 
 from helpers import one_line_error
-
 from linsteer.pipeline import RunConfig
 from linsteer.prompts.generators import pool_of
 from linsteer.prompts.matched import CONTEXT, matched_contrast, mmlu_pro_lite_items
