@@ -86,9 +86,18 @@ class Confounds:
         return name, float(value)
 
     @property
+    def flagged(self) -> list[str]:
+        """The surface baselines that reach the residual stream by the rule."""
+        named = [("token embeddings", self.embedding_probe_accuracy),
+                 ("mean token embedding", self.embedding_mean_probe_accuracy),
+                 ("length only", self.length_only_accuracy),
+                 ("bag of tokens", self.bag_of_tokens_accuracy)]
+        return [n for n, v in named
+                if v is not None and v >= self.floor and v >= self.best_accuracy - self.margin]
+
+    @property
     def surface_confound(self) -> bool:
-        best = self.surface_accuracy[1]
-        return best >= self.floor and best >= self.best_accuracy - self.margin
+        return bool(self.flagged)
 
     def to_json(self) -> dict[str, Any]:
         """The ``confounds`` object of ``results.json``."""
@@ -105,6 +114,7 @@ class Confounds:
             "best_surface": name,
             "best_surface_accuracy": round(value, 4),
             "surface_confound": self.surface_confound,
+            "flagged_baselines": self.flagged,
             "rule": (f"surface_confound: the best of the embedding, length and bag-of-tokens "
                      f"accuracies is >= {self.floor:g} and within {self.margin:g} of the best "
                      f"residual-stream probe accuracy ({self.folds}-fold, same folds)"),
@@ -253,10 +263,14 @@ def confound_sentence(data: dict[str, Any]) -> str:
     name, surface = data["best_surface"], data["best_surface_accuracy"]
     where = f"the residual stream's best held-out probe accuracy is {probe:.2f} (layer {data['best_layer']})"
     if data["surface_confound"]:
-        return (f"Surface confound: the {name} baseline alone separates the classes with held-out accuracy "
-                f"{surface:.2f}, while {where}. Surface features separate the classes about as well "
-                "as the residual stream, so the direction may encode the prompts' form (template, "
-                "length, vocabulary), not reasoning.")
+        flagged = data.get("flagged_baselines") or [name]
+        lexical = set(flagged) <= {"bag of tokens", "mean token embedding"}
+        why = ("the classes differ in wording: which tokens occur tells them apart" if lexical
+               else "the prompts' template or length tells them apart")
+        return (f"Surface confound: the {name} baseline alone separates the classes with held-out "
+                f"accuracy {surface:.2f}, while {where} (reaching it: {', '.join(flagged)}). Surface "
+                f"features separate the classes about as well as the residual stream ({why}), so "
+                "the direction may encode the prompts' form, not reasoning.")
     return (f"No surface confound by the stated rule: the best surface baseline ({name}) reaches "
             f"{surface:.2f} while {where}.")
 
