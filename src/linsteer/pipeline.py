@@ -96,8 +96,8 @@ PRESETS: dict[str, RunConfig] = {
                        gen_format="gsm8k_cot_8shot", max_new_tokens=256,
                        shots=3, neutral_texts=16, analysis_layers=12),
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
-    "compare": RunConfig(n_per_class=16, n_null=2, n_dev=12, n_test=24, scan_top=2,
-                         neutral_texts=4, analysis_layers=6, batch_size=8),
+    "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1,
+                         neutral_texts=2, analysis_layers=6, batch_size=8),
 }
 
 
