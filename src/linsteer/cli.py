@@ -163,6 +163,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from linsteer.compare import compare_models
     from linsteer.crossmodel import OFFLINE_MODELS
 
+    if args.family:
+        from linsteer.family import family_compare
+
+        print(family_compare(args.family, args.preset, args.config, Path(args.runs), _say(args.quiet),
+                             overrides=_run_overrides(args) | {"model": None}))
+        return 0
     models = [m for m in (args.models or "").split(",") if m]
     if not models and args.preset == "compare":
         models = list(OFFLINE_MODELS)  # the four offline built-ins
@@ -263,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--models", default=None,
                       help="comma-separated models, e.g. gemma3-270m,smollm2-135m-instruct "
                            "(with --preset compare and no --models: the four offline built-ins)")
+    cmp_.add_argument("--family", default=None,
+                      help="base=A,instruct=B,reasoning=C: steered base vs unsteered siblings on the "
+                           "same test items (paired tests) and the cost of the direction")
     cmp_.add_argument("--dtype", default=None, help="auto, bf16, fp16, fp32")
     cmp_.add_argument("--device", default=None, help="cpu or cuda")
     _sweep_options(cmp_)
