@@ -13,7 +13,7 @@ from linsteer.prompts.spec import contrast_from_spec
 
 
 def test_matched_is_the_default_and_registered() -> None:
-    assert RunConfig().contrast == "matched"
+    assert RunConfig().contrast == "mmlu_pro-lite"
     assert contrast_from_spec("matched", 8, 0).items == matched_contrast(8, 0).items
     assert len(contrast_from_spec("mmlu_pro-lite", 8, 0).items) == 16
 

@@ -47,7 +47,7 @@ class RunConfig:
     model: str = DEFAULT_MODEL
     dtype: str = "auto"
     device: str | None = None
-    contrast: str = "matched"  # one template, computed vs recalled (see prompts/matched.py)
+    contrast: str = "mmlu_pro-lite"  # shipped MMLU-Pro sample: the built-in not flagged by confounds
     n_per_class: int = 32
     seed: int = 0
     method: str = "mean_diff"

@@ -1,8 +1,9 @@
 """Contrast sets named by a short string, as the CLI and config files give them.
 
-- ``matched``: the default: computed vs recalled questions about the same countries in one
+- ``mmlu_pro-lite``: the default: ~290 shipped MMLU-Pro questions per class (Apache-2.0),
+  length-matched (the built-in that the confound diagnostics do not flag);
+- ``matched``: computed vs recalled questions about the same countries in one
   template (length-matched, shared vocabulary; see :mod:`linsteer.prompts.matched`);
-- ``mmlu_pro-lite``: ~290 shipped MMLU-Pro questions per class (Apache-2.0), length-matched;
 - ``builtin``: arithmetic word problems vs fact questions (offline; separable by surface form);
 - ``builtin-mixed``: the same with short bare-arithmetic items mixed in (lengths overlap, so
   length matching is possible);
