@@ -1,13 +1,13 @@
 """Less confounded built-in contrasts: one template, matched length, shared vocabulary; real data.
 
-* :func:`matched_contrast` (``matched``, the default): every prompt is the same context sentence
+* :func:`matched_contrast` (``matched``): every prompt is the same context sentence
   about a person's trips to a country, followed by a question about that country which is either
   **computed** from the numbers in the context (reasoning) or **recalled** from world knowledge
   about the same country (memorization: its capital, currency or continent). Both classes share
   the template, the entities, the numbers and most words, and have about the same length; what
   differs is the question asked. Countries come from the ``contrast`` pool of the curated facts
   only, so the built-in evaluation tasks never see them.
-* :func:`mmlu_pro_lite_contrast` (``mmlu_pro-lite``): a few hundred MMLU-Pro questions of each
+* :func:`mmlu_pro_lite_contrast` (``mmlu_pro-lite``, the default): a few hundred MMLU-Pro questions of each
   class (Apache-2.0, licence shipped beside them in ``linsteer/data``), split with
   :class:`~linsteer.prompts.contrast.MMLUProSplitRule` as Hong et al. do. Same source and format
   for both classes, but different subjects, so vocabulary still differs.
