@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from linsteer.controls import Control
 from linsteer.errors import LinsteerError
@@ -185,6 +186,7 @@ def scan_figure(scan: LayerScan) -> Figure:
     top.set_ylabel("Δ gold-option prob.")
     bottom.set_ylabel("dev accuracy")
     bottom.set_xlabel("layer")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_ylim(-0.02, 1.02)
     top.legend(fontsize=7, ncol=3)
     top.set_title(f"Layer scan on {scan.task}/dev ({scan.n_items} items); shaded: null directions",
