@@ -93,7 +93,7 @@ def _mean(values: Sequence[float | None]) -> float:
 def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
                 strengths: Sequence[float], unit: str = "norm", operator: str = "add",
                 top: int = 3, batch_size: int = 16, layers: Sequence[int] | None = None,
-                max_rows: int = 128) -> LayerScan:
+                max_rows: int = 128, n_items: int | None = None, n_null: int = 2) -> LayerScan:
     """Steer ``task``'s dev items at every layer with the ``real`` and ``null`` controls."""
     import time
 
@@ -103,13 +103,13 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
         raise LinsteerError(f"scan: top must be >= 1, got {top}")
     primary = controls[0].source if controls else ""  # the first real direction and its nulls
     used = [c for c in controls if c.kind in ("real", "null") and c.source == primary]
-    used = [c for i, c in enumerate(used) if c.kind == "null" or i == 0]
+    used = [c for i, c in enumerate(used) if i == 0] + [c for c in used if c.kind == "null"][:n_null]
     if not any(c.kind == "real" for c in used):
         raise LinsteerError("scan: no real direction among the controls")
     chosen_layers = list(range(lm.n_layers)) if layers is None else list(layers)
     keys = [(c, layer, s) for layer in chosen_layers for s in strengths for c in used]
     settings = [Setting(c.vector, layer, operator, s, unit) for c, layer, s in keys]
-    items = task.items("dev")
+    items = task.items("dev")[:n_items]
     start = time.perf_counter()
     base, per, _ = score_mc(lm, items, settings, prompt_format=task.prompt_format,
                             batch_size=batch_size, replayer=Replayer(lm, max_rows=max_rows))
@@ -131,7 +131,7 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
 
 def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], tasks: Sequence[TaskSpec],
                *, strengths: Sequence[float], unit: str, top: int, batch_size: int,
-               say: Callable[[str], None]) -> tuple[int, ...] | None:
+               say: Callable[[str], None], n_items: int | None = None) -> tuple[int, ...] | None:
     """Run (or reuse ``layerscan.json``) the scan on the first multiple-choice reasoning task.
 
     Returns the chosen layers, or None when no task fits (the caller keeps its default layers).
@@ -146,7 +146,7 @@ def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], task
     say(f"layer scan: {task.name}/dev at all {lm.n_layers} layers x {len(strengths)} strengths "
         f"(real + nulls, gold-option probability) ...")
     scan = scan_layers(lm, controls, task, strengths=strengths, unit=unit, top=top,
-                       batch_size=batch_size)
+                       batch_size=batch_size, n_items=n_items)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(scan.to_json(), indent=1))
     tmp.replace(path)

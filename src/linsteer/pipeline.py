@@ -57,7 +57,8 @@ class RunConfig:
     layers: tuple[int, ...] | None = None  # steering layers; None: the scan's best (else 1/3, 1/2 depth)
     strengths: tuple[float, ...] = (-1.0, -0.5, 0.25, 0.5, 1.0)
     scan_top: int = 2  # with layers None: scan every layer on dev, steer at the best few (0: off)
-    scan_strengths: tuple[float, ...] = (-0.5, 0.5)
+    scan_strengths: tuple[float, ...] = (0.5,)
+    scan_items: int = 12  # dev items the scan reads (the gold-probability metric needs few)
     operators: tuple[str, ...] = ("add",)
     unit: str = "norm"
     n_null: int = 3
@@ -246,7 +247,8 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
         from linsteer.layerscan import stage_scan
 
         chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
-                            unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say)
+                            unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say,
+                            n_items=run.config.scan_items)
         spec = replace(spec, layers=chosen or spec.layers)
     with ResultStore(store_path(run.dir)) as store:
         store.check_settings({"config": asdict(run.config), "fingerprint": lm.fingerprint})
