@@ -175,7 +175,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(models) < 2:
         raise LinsteerError("--models needs at least two comma-separated models")
     out = compare_models(models, args.preset, args.config, Path(args.runs), _say(args.quiet),
-                         overrides=_run_overrides(args) | {"model": None})
+                         overrides=_run_overrides(args) | {"model": None},
+                         root=Path(args.resume) if args.resume else None)
     print(out)
     return 0
 
@@ -272,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--family", default=None,
                       help="base=A,instruct=B,reasoning=C: steered base vs unsteered siblings on the "
                            "same test items (paired tests) and the cost of the direction")
+    cmp_.add_argument("--resume", default=None,
+                      help="an earlier comparison directory: finished model runs are reused")
     cmp_.add_argument("--dtype", default=None, help="auto, bf16, fp16, fp32")
     cmp_.add_argument("--device", default=None, help="cpu or cuda")
     _sweep_options(cmp_)
