@@ -39,7 +39,6 @@ from linsteer.analysis import (
     _check_folds,
     _cv_scores,
     _two_class,
-    separability,
     source_confound,
 )
 from linsteer.errors import LinsteerError
@@ -59,7 +58,7 @@ class Confounds:
     embedding_probe_accuracy: float | None
     length_only_accuracy: float
     bag_of_tokens_accuracy: float | None
-    shuffled_accuracy: float
+    shuffled_accuracy: float  # the probe on permuted labels at the best layer (chance reference)
     embedding_mean_probe_accuracy: float | None = None
     source: tuple[SourceConfound, ...] = ()
     margin: float = MARGIN
@@ -189,22 +188,26 @@ def confound_diagnostics(
         raise LinsteerError(f"token_ids has {len(token_ids)} prompts but the activations {len(acts.labels)}")
     rows, y = _two_class(acts, positive, negative)
     _check_folds([int(y.sum()), int(len(y) - y.sum())], folds, f"{positive!r} vs {negative!r}")
-    seps = separability(acts, positive, negative, folds=folds, seed=seed)
+    # the probe alone per layer (no direction, no shuffled run: the report's separability has those)
+    probe = {layer: _accuracy(acts.layer(layer).to("cpu").double().numpy()[rows], y, folds, seed)
+             for layer in acts.layers}
+    best_layer = max(probe, key=lambda k: (probe[k], -k))
+    shuffled = np.random.default_rng(seed).permutation(y)
+    shuffled_acc = _accuracy(acts.layer(best_layer).to("cpu").double().numpy()[rows], shuffled, folds, seed)
     chosen = [token_ids[i] for i in rows]
     emb_acc = None if embeddings is None else _accuracy(embeddings[rows], y, folds, seed)
     mean_acc = None if mean_embeddings is None else _accuracy(mean_embeddings[rows], y, folds, seed)
     bag = bag_of_tokens(chosen)
     source_rows: list[SourceConfound] = []
-    probe = {s.layer: s.probe_acc for s in seps}
     if sources is not None and len(set(sources)) > 1:
-        best = max(probe, key=lambda k: probe[k])
-        source_rows = source_confound(acts, sources, labels=[positive, negative], seed=seed, layers=[best])
+        source_rows = source_confound(acts, sources, labels=[positive, negative], seed=seed,
+                                      layers=[best_layer])
     return Confounds(
         probe_accuracy=probe,
         embedding_probe_accuracy=emb_acc,
         length_only_accuracy=_accuracy(length_features(chosen), y, folds, seed),
         bag_of_tokens_accuracy=_accuracy(bag, y, folds, seed) if bag.shape[1] else None,
-        shuffled_accuracy=float(np.mean([s.shuffled_acc for s in seps])),
+        shuffled_accuracy=shuffled_acc,
         embedding_mean_probe_accuracy=mean_acc,
         source=tuple(source_rows),
         margin=margin,
