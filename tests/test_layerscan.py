@@ -11,10 +11,10 @@ from archs import arch_lm, arch_model
 from helpers import one_line_error
 from linsteer.cli import main
 from linsteer.controls import build_controls
-from linsteer.experiments import TaskSpec
-from linsteer.extract import vector_from_contrast
+from linsteer.extraction import vector_from_contrast
 from linsteer.layerscan import LayerScan, scan_figure, scan_layers
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.sweep.tasks import TaskSpec
 from tiny import tiny_tokenizer
 
 

@@ -34,15 +34,17 @@ import torch
 from numpy.typing import NDArray
 
 from linsteer.activations import ActivationSet, Position, tokenize
-from linsteer.analysis import (
+from linsteer.errors import LinsteerError
+from linsteer.models import LoadedModel
+from linsteer.prompts.formats import get_format
+from linsteer.prompts.spec import contrast_from_spec
+from linsteer.separability import (
     SourceConfound,
     _check_folds,
     _cv_scores,
     _two_class,
     source_confound,
 )
-from linsteer.errors import LinsteerError
-from linsteer.models import LoadedModel
 
 F64 = NDArray[np.float64]
 MARGIN = 0.05
@@ -232,9 +234,6 @@ def run_confounds(run_dir: Path, acts: ActivationSet, *, contrast: str, n_per_cl
 
     Rebuilds the contrast prompts exactly as extraction rendered them (same spec, seed, format).
     """
-    from linsteer.prompts.formats import get_format
-    from linsteer.prompts.spec import contrast_from_spec
-
     path = Path(run_dir) / "confounds.json"
     if path.exists():
         data: dict[str, Any] = json.loads(path.read_text())

