@@ -132,12 +132,22 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from linsteer.compare import compare_models
+    from linsteer.crossmodel import OFFLINE_MODELS
 
-    models = [m for m in args.models.split(",") if m]
+    if args.family:
+        from linsteer.family import family_compare
+
+        print(family_compare(args.family, args.preset, args.config, Path(args.runs), _say(args.quiet),
+                             overrides=_run_overrides(args) | {"model": None}))
+        return 0
+    models = [m for m in (args.models or "").split(",") if m]
+    if not models and args.preset == "compare":
+        models = list(OFFLINE_MODELS)  # the four offline built-ins
     if len(models) < 2:
         raise LinsteerError("--models needs at least two comma-separated models")
     out = compare_models(models, args.preset, args.config, Path(args.runs), _say(args.quiet),
-                         overrides=_run_overrides(args) | {"model": None})
+                         overrides=_run_overrides(args) | {"model": None},
+                         root=Path(args.resume) if args.resume else None)
     print(out)
     return 0
 
@@ -160,7 +170,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _sweep_options(p: argparse.ArgumentParser) -> None:
     from linsteer.prompts.spec import CONTRAST_HELP
 
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+    p.add_argument("--preset", default="quick", choices=["quick", "paper", "compare"],
                    help="quick: the default model on built-in data, <= 10 min on 2 CPU cores; "
                         "paper: Hong et al.'s settings (MMLU-Pro contrast, projection scaling), for GPUs")
     p.add_argument("--config", default=None,
@@ -260,8 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="run the pipeline on several models and compare them",
                           description="Each model gets its own run; then one table (baseline, best "
                                       "steered on test, best layer) and profiles on relative depth.")
-    cmp_.add_argument("--models", required=True,
-                      help="comma-separated models, e.g. gemma3-270m,smollm2-135m-instruct")
+    cmp_.add_argument("--models", default=None,
+                      help="comma-separated models, e.g. gemma3-270m,smollm2-135m-instruct "
+                           "(with --preset compare and no --models: the four offline built-ins)")
+    cmp_.add_argument("--family", default=None,
+                      help="base=A,instruct=B,reasoning=C: steered base vs unsteered siblings on the "
+                           "same test items (paired tests) and the cost of the direction")
+    cmp_.add_argument("--resume", default=None,
+                      help="an earlier comparison directory: finished model runs are reused")
     cmp_.add_argument("--dtype", default=None, help="auto, bf16, fp16, fp32")
     cmp_.add_argument("--device", default=None, help="cpu or cuda")
     _sweep_options(cmp_)

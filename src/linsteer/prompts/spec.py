@@ -1,6 +1,10 @@
 """Contrast sets named by a short string, as the CLI and config files give them.
 
-- ``builtin``: arithmetic word problems vs fact questions (offline, the default);
+- ``mmlu_pro-lite``: the default: ~290 shipped MMLU-Pro questions per class (Apache-2.0),
+  length-matched (the built-in that the confound diagnostics do not flag);
+- ``matched``: computed vs recalled questions about the same countries in one
+  template (length-matched, shared vocabulary; see :mod:`linsteer.prompts.matched`);
+- ``builtin``: arithmetic word problems vs fact questions (offline; separable by surface form);
 - ``builtin-mixed``: the same with short bare-arithmetic items mixed in (lengths overlap, so
   length matching is possible);
 - ``mmlu_pro=PATH``: reasoning vs memorization categories of MMLU-Pro (same source);
@@ -21,12 +25,18 @@ from linsteer.prompts.contrast import (
     sample_balanced,
 )
 from linsteer.prompts.items import ContrastSet
+from linsteer.prompts.matched import matched_contrast, mmlu_pro_lite_contrast
 
-CONTRAST_HELP = "builtin | builtin-mixed | mmlu_pro=PATH | gsm8k=PATH,mmlu_pro=PATH[,popqa=PATH] | FILE"
+CONTRAST_HELP = ("matched | mmlu_pro-lite | builtin | builtin-mixed | mmlu_pro=PATH | "
+                 "gsm8k=PATH,mmlu_pro=PATH[,popqa=PATH] | FILE")
 
 
 def contrast_from_spec(spec: str, n_per_class: int, seed: int = 0) -> ContrastSet:
     """Build the contrast set named by ``spec`` with ``n_per_class`` items per class."""
+    if spec == "matched":
+        return matched_contrast(n_per_class, seed)
+    if spec == "mmlu_pro-lite":
+        return mmlu_pro_lite_contrast(n_per_class, seed)
     if spec in ("builtin", "builtin-mixed"):
         return builtin_contrast(n_per_class, seed,
                                 arith_style="mixed" if spec == "builtin-mixed" else "word")

@@ -1,0 +1,70 @@
+"""The layer scan (every layer on dev, gold-probability metric) and its wiring into `linsteer run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archs import arch_lm, arch_model
+from helpers import one_line_error
+from linsteer.cli import main
+from linsteer.controls import build_controls
+from linsteer.extraction import vector_from_contrast
+from linsteer.layerscan import LayerScan, scan_figure, scan_layers
+from linsteer.prompts.spec import contrast_from_spec
+from linsteer.sweep.tasks import TaskSpec
+from tiny import tiny_tokenizer
+
+
+def test_scan_covers_every_layer_and_picks_the_best_by_gain_over_nulls() -> None:
+    lm = arch_lm("llama", layers=4)
+    acts, vector = vector_from_contrast(lm, contrast_from_spec("matched", 8, 0), contrast_name="matched",
+                                        progress=False)
+    controls = build_controls(acts, vector, positive="reasoning", negative="memorization", n_null=2)
+    task = TaskSpec("arith_mc", "reasoning", n_dev=6, n_test=6)
+    scan = scan_layers(lm, controls, task, strengths=(-1.0, 1.0), top=2)
+    assert {c.layer for c in scan.cells} == {0, 1, 2, 3}
+    assert len(scan.cells) == 4 * 2 * 3  # layers x strengths x (real + 2 nulls)
+    assert {c.kind for c in scan.cells} == {"real", "null"}
+    scores = scan.layer_scores()
+    assert len(scan.chosen) == 2
+    assert min(scores[k] for k in scan.chosen) >= max(scores[k] for k in scores if k not in scan.chosen)
+    assert LayerScan.from_json(json.loads(json.dumps(scan.to_json()))) == scan
+    assert scan_figure(scan).axes
+    one_line_error(lambda: scan_layers(lm, controls, TaskSpec("arith_gen", "reasoning"),
+                                       strengths=(1.0,)), "multiple-choice reasoning task")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-llama4")
+    arch_model("llama", layers=4).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_run_scans_all_layers_and_reports_confounds(tiny_folder: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text("n_per_class: 8\nn_null: 2\nn_dev: 4\nn_test: 6\nneutral_texts: 2\n"
+                      "analysis_layers: 2\nscan_top: 2\n")
+    assert main(["run", "--model", str(tiny_folder), "--config", str(config), "--runs",
+                 str(tmp_path / "runs"), "--quiet"]) == 0
+    report = Path(capsys.readouterr().out.strip())
+    results = json.loads((report.parent / "results.json").read_text())
+    conf = results["confounds"]
+    assert set(conf["probe_accuracy"]) == {"0", "1", "2", "3"}
+    for key in ("embedding_probe_accuracy", "length_only_accuracy", "bag_of_tokens_accuracy"):
+        assert 0.0 <= conf[key] <= 1.0
+    assert isinstance(conf["surface_confound"], bool)
+    scan = results["layer_scan"]
+    assert set(scan["layer_scores"]) == {"0", "1", "2", "3"} and len(scan["chosen_layers"]) == 2
+    steered = {r["layer"] for r in results["tables"]["All cells"] if r["layer"] is not None}
+    assert steered == set(scan["chosen_layers"])
+    strengths = {r["strength"] for r in results["tables"]["All cells"] if r["strength"] is not None}
+    assert len(strengths) >= 5 and min(strengths) < 0
+    page = report.read_text()
+    assert 'id="confounds"' in page and page.index('id="confounds"') < page.index('id="figures"')
+    assert "Layer scan" in page
