@@ -3,19 +3,20 @@ vectors saved as folders with a model card."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from archs import arch_lm
+from archs import arch_model
 from helpers import one_line_error
 from linsteer.directions import SteeringVector
 from linsteer.export import export_llamacpp, export_lmeval, import_llamacpp, llamacpp_rows
 from linsteer.export.lmeval import hookpoint_names
+from linsteer.models import load_model
 from linsteer.steering import Steer, steering
+from tiny import tiny_tokenizer
 
 
 def _vector(hidden: int = 32, layers: range = range(3), seed: int = 0) -> SteeringVector:
@@ -88,55 +89,47 @@ def test_vector_as_folder_writes_a_model_card(tmp_path: Path) -> None:
     assert back.norms == vec.norms
 
 
-@pytest.mark.parametrize("unit", ["raw", "norm"])
-def test_lmeval_hooks_match_linsteer_add(tmp_path: Path, unit: str) -> None:
-    pytest.importorskip("lm_eval", reason="lm_eval is not installed (pip install -e '.[dev]')")
-    from lm_eval.models.hf_steered import steer
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    arch_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
 
-    lm = arch_lm("llama", layers=3)
+
+@pytest.mark.parametrize(("unit", "layers"), [("raw", [1]), ("norm", [0, 2])])
+def test_lmeval_steered_model_matches_linsteer_add(tiny_folder: Path, tmp_path: Path, unit: str,
+                                                   layers: list[int]) -> None:
+    """lm-eval's own ``--model steered`` class loads the exported file and installs its hooks; its
+    logits equal linsteer's ``add`` at the same layers and strength."""
+    pytest.importorskip("lm_eval", reason="lm_eval is not installed (pip install -e '.[dev]')")
+    from lm_eval.models.hf_steered import SteeredModel
+
+    lm = load_model(str(tiny_folder), dtype="fp32", device="cpu")
     vec = _vector()
     names = hookpoint_names(lm.model, lm.blocks.modules)
     assert names == ["layers.0", "layers.1", "layers.2"]  # lm-eval's index == linsteer's layer
-    path = export_lmeval(vec, tmp_path / "steer.pt", strength=1.7, layers=[1], unit=unit,
+    path = export_lmeval(vec, tmp_path / "steer.pt", strength=1.7, layers=layers, unit=unit,
                          hookpoints=names)
-    # lm-eval's own loading: SteeredModel.__init__ minus the HF download (it reads the file
-    # with torch.load(weights_only=True) and builds one hook function per hookpoint)
-    config = torch.load(path, weights_only=True)
-    hook_to_steer = {}
-    for hookpoint, info in config.items():
-        assert info["action"] == "add"
-        coef, vector = info["steering_coefficient"], info["steering_vector"]
-        hook_to_steer[hookpoint] = lambda acts, c=coef, v=vector: acts + c * v
+    theirs_lm = SteeredModel(pretrained=str(tiny_folder), steer_path=str(path), device="cpu",
+                             dtype="float32", batch_size=1)
+    assert sorted(theirs_lm.hook_to_steer) == [names[k] for k in layers]
     ids = torch.tensor([[1, 40, 41, 42, 43, 44], [1, 50, 51, 52, 53, 54]])
     with torch.no_grad():
         plain = lm.model(input_ids=ids).logits
-        with steer(lm.model, hook_to_steer):
-            theirs = lm.model(input_ids=ids).logits
-        with steering(lm, Steer(vec, (1,), "add", 1.7, unit=unit)):  # type: ignore[arg-type]
+        theirs = theirs_lm._model_call(ids)
+        with steering(lm, Steer(vec, tuple(layers), "add", 1.7, unit=unit)):  # type: ignore[arg-type]
             ours = lm.model(input_ids=ids).logits
     assert not torch.allclose(plain, ours, atol=1e-3)  # the steering does something
     torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-6)
 
 
-def test_lmeval_loader_source_is_what_the_export_targets() -> None:
-    """The test above re-creates lm-eval's hook construction; check the installed source still
-    loads a dict {hookpoint: {action, steering_coefficient, steering_vector, bias}} that way."""
-    pytest.importorskip("lm_eval", reason="lm_eval is not installed (pip install -e '.[dev]')")
-    import inspect
-
-    from lm_eval.models import hf_steered
-
-    source = inspect.getsource(hf_steered.SteeredModel.__init__)
-    for needle in ("torch.load(f, weights_only=True)", "steer_config.items()",
-                   'steer_info["steering_coefficient"]', "acts + steering_coefficient * steering_vector"):
-        assert needle in source, needle
-    assert "model.base_model.named_modules()" in inspect.getsource(hf_steered.steer)
-
-
-def test_lmeval_export_refuses_what_lmeval_would_apply_wrongly(tmp_path: Path) -> None:
+def test_lmeval_export_checks_its_input(tmp_path: Path) -> None:
     vec = _vector()
-    one_line_error(lambda: export_lmeval(vec, tmp_path / "s.pt", strength=1.0), "one layer per file")
     one_line_error(lambda: export_lmeval(vec, tmp_path / "s.csv", strength=1.0, layers=[1]), ".pt")
-    out = export_lmeval(vec, tmp_path / "s.pt", strength=1.0, layers=[2])
-    assert list(torch.load(out, weights_only=True)) == ["layers.2"]
-    assert json.dumps(sorted(torch.load(out, weights_only=True)["layers.2"]))
+    one_line_error(lambda: export_lmeval(vec, tmp_path / "s.pt", strength=1.0, layers=[5]),
+                   "no direction at layer")
+    out = export_lmeval(vec, tmp_path / "s.pt", strength=2.0, layers=[2])
+    entry = torch.load(out, weights_only=True)["layers.2"]
+    assert entry["action"] == "add" and entry["steering_coefficient"] == 2.0 and entry["bias"] is None
+    assert torch.equal(entry["steering_vector"], vec.unit(2))

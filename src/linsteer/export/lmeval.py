@@ -3,17 +3,14 @@
 lm-eval (0.4.13, ``lm_eval/models/hf_steered.py``) loads a ``.pt`` file with
 ``torch.load(weights_only=True)``: a dict ``{hookpoint: {"action", "steering_coefficient",
 "steering_vector", "bias"}}``. A hookpoint is a module path *relative to* ``model.base_model``
-(``layers.6`` for Llama/Gemma/Qwen, ``h.6`` for GPT-2), and a forward hook on that module does
-``out[0] + coefficient * vector`` at every position. The module ``layers.L`` outputs linsteer's
+(``layers.6`` for Llama/Gemma/Qwen, ``h.6`` for GPT-2), and a forward hook on that module adds
+``coefficient * vector`` (cast to the model's dtype first) to its output at every position. The module ``layers.L`` outputs linsteer's
 layer ``L`` (0-based, output of block ``L``), so the indices agree; the hookpoint is found by
 module identity, not by guessing names.
 
 The file holds the unit direction with the coefficient ``s`` (``s·norm_L`` for unit ``norm``):
-the same vector linsteer's ``add`` adds at strength ``s``.
-
-lm-eval 0.4.13 builds its ``add`` hooks with a lambda inside a loop, so every hookpoint ends up
-adding the *last* entry's vector (Python's late binding); a multi-layer file would therefore be
-applied wrongly, and this exporter writes one layer per file.
+the same vector linsteer's ``add`` adds at strength ``s`` (linsteer adds in float32 and casts back;
+lm-eval adds in the model's dtype, so bf16 models can differ in the last bit). One entry per layer.
 """
 
 from __future__ import annotations
@@ -59,11 +56,6 @@ def export_lmeval(
     ``hookpoints`` (from :func:`hookpoint_names`, indexed by layer) names the modules exactly;
     without it ``template`` is used (``layers.{L}`` fits Llama, Gemma, Qwen, Mistral, Phi-3)."""
     chosen = pick_layers(vector, layers)
-    if len(chosen) != 1:
-        raise LinsteerError(
-            f"lm-eval applies the last entry's vector at every hookpoint, so export one layer per file "
-            f"(got {len(chosen)} layers; use --layers L)"
-        )
     path = Path(path)
     if path.suffix not in (".pt", ".pth"):
         raise LinsteerError(f"lm-eval loads steer files ending in .pt or .pth; got {path.name}")
