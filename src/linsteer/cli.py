@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("run_dir", help="a run directory made by linsteer run")
         stage.add_argument("--quiet", action="store_true", help="no progress output")
         stage.set_defaults(handler=cmd_stage, stage=name)
+        if name == "sweep":
+            from linsteer.cli_interop import add_ray_options
+
+            add_ray_options(stage)
 
     cmp_ = sub.add_parser("compare", help="run the pipeline on several models and compare them",
                           description="Each model gets its own run; then one table (baseline, best "
@@ -274,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--unit", default="norm", choices=["raw", "norm"])
     gen.add_argument("--max-new-tokens", type=int, default=48)
     gen.set_defaults(handler=cmd_generate)
+
+    from linsteer.cli_interop import register
+
+    register(sub)  # export, import
     return parser
 
 
