@@ -102,9 +102,10 @@ def add_ray_options(sweep: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     """Add ``export`` and ``import`` to the CLI's subcommands."""
-    exp = sub.add_parser("export", help="write a vector as a llama.cpp control vector or an lm-eval steer file",
-                         description="llama.cpp: GGUF control vector (direction.L = linsteer layer L, L >= 1). "
-                                     "lm-eval: the .pt file of lm_eval --model steered (steer_path).")
+    exp = sub.add_parser(
+        "export", help="write a vector as a llama.cpp control vector or an lm-eval steer file",
+        description="llama.cpp: GGUF control vector (direction.L = linsteer layer L, L >= 1). "
+                    "lm-eval: the .pt file of lm_eval --model steered (steer_path).")
     exp.add_argument("vector", help="vector file or folder (from extract or a run directory)")
     exp.add_argument("--to", required=True, choices=TARGETS, help="target tool")
     exp.add_argument("--out", required=True, help="output file (.gguf for llama.cpp, .pt for lm-eval)")

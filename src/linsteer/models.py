@@ -262,8 +262,8 @@ def load_model(
     source, _ = resolve_source(spec, cache_dir())
     split: dict[str, Any] = {}
     if device_map is not None:
-        split = {"device_map": device_map,
-                 "offload_folder": str(cache_dir() / "offload" / hashlib.sha256(source.encode()).hexdigest()[:16])}
+        offload = cache_dir() / "offload" / hashlib.sha256(source.encode()).hexdigest()[:16]
+        split = {"device_map": device_map, "offload_folder": str(offload)}
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
             source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **split

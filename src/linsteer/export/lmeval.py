@@ -4,9 +4,9 @@ lm-eval (0.4.13, ``lm_eval/models/hf_steered.py``) loads a ``.pt`` file with
 ``torch.load(weights_only=True)``: a dict ``{hookpoint: {"action", "steering_coefficient",
 "steering_vector", "bias"}}``. A hookpoint is a module path *relative to* ``model.base_model``
 (``layers.6`` for Llama/Gemma/Qwen, ``h.6`` for GPT-2), and a forward hook on that module adds
-``coefficient * vector`` (cast to the model's dtype first) to its output at every position. The module ``layers.L`` outputs linsteer's
-layer ``L`` (0-based, output of block ``L``), so the indices agree; the hookpoint is found by
-module identity, not by guessing names.
+``coefficient * vector`` (cast to the model's dtype first) to its output at every position. The
+module ``layers.L`` outputs linsteer's layer ``L`` (0-based, output of block ``L``), so the indices
+agree; the hookpoint is found by module identity, not by guessing names.
 
 The file holds the unit direction with the coefficient ``s`` (``s·norm_L`` for unit ``norm``):
 the same vector linsteer's ``add`` adds at strength ``s`` (linsteer adds in float32 and casts back;
