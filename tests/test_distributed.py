@@ -77,3 +77,28 @@ def test_killed_worker_is_replaced_and_its_group_redone(setup: tuple, tmp_path: 
                                on_result=kill_workers)
         assert killed and report.restarts >= 1 and report.ran == 5
         assert store.dump() == reference
+
+
+def test_cli_sweep_ray_redoes_a_run_directory(setup: tuple, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``linsteer sweep RUN --ray``: a single-process run's sweep redone on Ray gives its rows."""
+    import shutil
+
+    from linsteer.cli import main
+
+    model, _, _ = setup
+    config = tmp_path / "tiny.yaml"
+    config.write_text("contrast: builtin\nn_per_class: 6\nlayers: [1, 2]\nstrengths: [1.0]\nn_null: 1\n"
+                      "n_dev: 4\nn_test: 4\nneutral_texts: 2\nanalysis_layers: 2\ndtype: fp32\n")
+    run = tmp_path / "run"
+    assert main(["run", "--model", model, "--config", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    for name in ("results.sqlite", "results.sqlite-wal", "results.sqlite-shm"):
+        (copy / name).unlink(missing_ok=True)
+    capsys.readouterr()
+    assert main(["sweep", str(copy), "--ray", "--workers", "2", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().endswith("tables")
+    with ResultStore(run / "results.sqlite") as a, ResultStore(copy / "results.sqlite") as b:
+        assert a.dump() == b.dump() and len(a.dump()) > 0
+    assert (copy / "tables" / "items.csv").exists()
