@@ -26,12 +26,21 @@ from linsteer.models import LoadedModel
 from linsteer.steering import Steer, steering
 
 
-@dataclass(frozen=True)
-class Agreement:
+@dataclass
+class Shifts:
+    """Next-token log-prob shifts (steered minus unsteered), all prompts' vocabularies end to end:
+    ``llama[s]`` from llama.cpp with the exported vector at strength ``s``, ``ours[(L, s)]`` from
+    linsteer's ``add`` of the same direction at layer ``L``."""
+
     layer: int
-    strength: float
-    correlation: float  # Pearson r of the log-prob shifts, llama.cpp vs linsteer
-    mean_abs_shift: float  # mean |shift| in linsteer (how much the steering moves things)
+    llama: dict[float, np.ndarray]
+    ours: dict[tuple[int, float], np.ndarray]
+
+    def correlation(self, strength: float, linsteer_layer: int | None = None,
+                    linsteer_strength: float | None = None) -> float:
+        ours = self.ours[(self.layer if linsteer_layer is None else linsteer_layer,
+                          strength if linsteer_strength is None else linsteer_strength)]
+        return float(np.corrcoef(self.llama[strength], ours)[0, 1])
 
 
 def open_llama(gguf_model: str | Path, n_ctx: int = 512) -> Any:
@@ -48,7 +57,7 @@ def _set_cvec(llm: Any, rows: np.ndarray | None, n_embd: int) -> None:
     setter = getattr(llama_cpp, "llama_set_adapter_cvec", None) or llama_cpp.llama_apply_adapter_cvec
     n_layer = llama_cpp.llama_model_n_layer(llm.model)
     if rows is None:
-        code = setter(llm.ctx, None, 0, n_embd, 1, n_layer)
+        code = setter(llm.ctx, None, 0, n_embd, 1, n_layer)  # type: ignore[arg-type]
     else:
         buf = np.ascontiguousarray(rows, dtype=np.float32)
         ptr = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
@@ -75,40 +84,43 @@ def _linsteer_logprobs(lm: LoadedModel, ids: list[int], spec: Steer | None) -> n
     return torch.log_softmax(logits.double(), dim=-1).numpy()
 
 
-def agreement(
+def compare_shifts(
     lm: LoadedModel,
     llm: Any,
     vector: SteeringVector,
     prompts: list[str],
     *,
     layer: int,
-    strength: float,
+    strengths: list[float],
     unit: str = "norm",
     workdir: str | Path,
-    linsteer_layer: int | None = None,
-) -> Agreement:
-    """Export ``vector`` at ``layer`` and ``strength``, apply it in llama.cpp and compare its
-    log-prob shifts with linsteer's ``add`` at ``linsteer_layer`` (default: the same layer)."""
-    path = export_llamacpp(vector, Path(workdir) / f"cvec-{layer}-{strength:g}.gguf", strength=strength,
-                           layers=[layer], unit=unit)
+    linsteer_layers: list[int] | None = None,
+) -> Shifts:
+    """Export ``vector`` at ``layer`` and each strength, apply it in llama.cpp, and compute
+    linsteer's shifts for the same direction at ``linsteer_layers`` (default: the same layer)."""
     import llama_cpp
 
     n_layer = llama_cpp.llama_model_n_layer(llm.model)
-    rows = llamacpp_rows(path, n_layer)
     n_embd = vector.hidden_size
-    at = layer if linsteer_layer is None else linsteer_layer  # the same direction, maybe elsewhere
-    moved = SteeringVector({at: vector.direction(layer)}, {at: vector.norms[layer]}, vector.counts,
-                           vector.meta)
-    spec = Steer(moved, (at,), "add", strength, unit=unit)  # type: ignore[arg-type]
-    theirs, ours = [], []
+    rows = {s: llamacpp_rows(export_llamacpp(vector, Path(workdir) / f"cvec-{layer}-{s:g}.gguf",
+                                             strength=s, layers=[layer], unit=unit), n_layer)
+            for s in strengths}
+    targets = linsteer_layers or [layer]
+    moved = SteeringVector({at: vector.direction(layer) for at in targets},
+                           {at: vector.norms[layer] for at in targets}, vector.counts, vector.meta)
+    llama: dict[float, list[np.ndarray]] = {s: [] for s in strengths}
+    ours: dict[tuple[int, float], list[np.ndarray]] = {(at, s): [] for at in targets for s in strengths}
     for prompt in prompts:
         ids = list(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
         _set_cvec(llm, None, n_embd)
-        base_l = _llama_logprobs(llm, ids)
-        _set_cvec(llm, rows, n_embd)
-        steer_l = _llama_logprobs(llm, ids)
-        _set_cvec(llm, None, n_embd)
-        theirs.append(steer_l - base_l)
-        ours.append(_linsteer_logprobs(lm, ids, spec) - _linsteer_logprobs(lm, ids, None))
-    a, b = np.concatenate(theirs), np.concatenate(ours)
-    return Agreement(layer, strength, float(np.corrcoef(a, b)[0, 1]), float(np.abs(b).mean()))
+        base_llama = _llama_logprobs(llm, ids)
+        base_ours = _linsteer_logprobs(lm, ids, None)
+        for s in strengths:
+            _set_cvec(llm, rows[s], n_embd)
+            llama[s].append(_llama_logprobs(llm, ids) - base_llama)
+            _set_cvec(llm, None, n_embd)
+            for at in targets:
+                spec = Steer(moved, (at,), "add", s, unit=unit)  # type: ignore[arg-type]
+                ours[(at, s)].append(_linsteer_logprobs(lm, ids, spec) - base_ours)
+    return Shifts(layer, {s: np.concatenate(v) for s, v in llama.items()},
+                  {k: np.concatenate(v) for k, v in ours.items()})
