@@ -57,7 +57,7 @@ def _set_cvec(llm: Any, rows: np.ndarray | None, n_embd: int) -> None:
     setter = getattr(llama_cpp, "llama_set_adapter_cvec", None) or llama_cpp.llama_apply_adapter_cvec
     n_layer = llama_cpp.llama_model_n_layer(llm.model)
     if rows is None:
-        code = setter(llm.ctx, None, 0, n_embd, 1, n_layer)  # type: ignore[arg-type]
+        code = setter(llm.ctx, ctypes.POINTER(ctypes.c_float)(), 0, n_embd, 1, n_layer)  # NULL: clear
     else:
         buf = np.ascontiguousarray(rows, dtype=np.float32)
         ptr = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
