@@ -65,14 +65,16 @@ def main() -> None:
             report = run_sweep_ray(args.model, controls, spec, store, dtype="fp32", device="cpu",
                                    workers=workers)
             same = store.dump() == reference
-        rows.append((workers, report.seconds, max(report.load_seconds), same))
+        rows.append((workers, report.seconds, max(report.load_seconds), same, report.compute_seconds))
     print(f"model {args.model}: {len(controls)} directions x {len(layers)} layers x 2 strengths, "
           f"{report.groups} groups; single process {single:.1f}s (+{load_single:.1f}s model load)")
-    for workers, seconds, load, same in rows:
-        print(f"ray {workers} worker(s): {seconds:.1f}s wall (incl. worker start + load; slowest load "
-              f"{load:.1f}s), results identical to single process: {same}")
+    for workers, seconds, load, same, compute in rows:
+        print(f"ray {workers} worker(s): {seconds:.1f}s wall, of which groups computing {compute:.1f}s "
+              f"(summed over workers), slowest worker start+load {load:.1f}s; results identical to "
+              f"single process: {same}")
     one, two = rows[0][1], rows[1][1]
-    print(f"per-worker overhead (1-worker ray wall - single-process sweep): {one - single:.1f}s")
+    print(f"overhead of the 1-worker ray sweep (wall - compute): {rows[0][1] - rows[0][4]:.1f}s, "
+          f"ratio to the single-process sweep: {one / single:.2f}x")
     print(f"speed-up 2 workers vs 1: {one / two:.2f}x")
 
 

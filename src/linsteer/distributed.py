@@ -113,7 +113,8 @@ class RayReport:
     restarts: int = 0
     load_seconds: list[float] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)  # worker processes, restarted ones appended
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the whole call, worker start and model loads included
+    compute_seconds: float = 0.0  # the groups' own run time inside the workers, summed
     fingerprint: str = ""
 
 
@@ -209,6 +210,7 @@ def run_sweep_ray(
         store.write_group(result.group, result.cells, neutral=result.neutral,
                           seconds=result.seconds, tokens=result.tokens, flops=result.flops)
         report.ran += 1
+        report.compute_seconds += result.seconds
         idle.append(slot)
         tell(f"ray: stored {report.ran} groups ({result.seconds:.1f}s on worker {slot})")
         if on_result is not None:
