@@ -36,7 +36,7 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
 def naive_read(lm: LoadedModel, prompts: list[str], batch_size: int) -> torch.Tensor:
     """What one would write without linsteer: every hidden state, and logits, for every batch."""
     ids = tokenize(lm, prompts)
-    pad = int(lm.tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    pad = int(lm.tokenizer.pad_token_id)
     out = torch.zeros(len(prompts), lm.n_layers, lm.hidden_size)
     for rows in batches_by_length([len(t) for t in ids], batch_size, exact=False):
         batch = left_pad([ids[i] for i in rows], pad)

@@ -2,7 +2,9 @@
 
 Both sides use the same steering (hooks for the sequential side, the shared-prefix replay for the
 sweep) on the same multiple-choice items; the sweep also shares each item's prompt across its
-options (prefix tree). Printed as ratios measured in the same run, plus the maximum difference in
+options (prefix tree). The sweep runs with the engine chosen for this device (``auto``: the
+replay on a CPU, conditions as batch rows on a GPU), and each engine is also timed explicitly.
+Printed as ratios measured in the same run, plus the maximum difference in
 option log-likelihood between the two (they must agree).
 
 Usage: python benchmarks/bench_sweep.py [--model gemma3-270m] [--items 32]
@@ -16,9 +18,11 @@ import time
 import torch
 
 from linsteer.directions import SteeringVector
-from linsteer.experiments import TaskSpec, score_mc
 from linsteer.models import load_model
-from linsteer.replay import Replayer, Setting
+from linsteer.replay import Replayer
+from linsteer.setting import Setting
+from linsteer.sweep.mc import score_mc
+from linsteer.sweep.tasks import TaskSpec
 
 
 def main() -> None:
@@ -37,8 +41,11 @@ def main() -> None:
                 for s in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)]
     print(f"model {args.model} ({lm.dtype}), {len(items)} arith_mc items, {len(settings)} "
           f"configurations at layers {layers}, {torch.get_num_threads()} threads")
+    auto = Replayer(lm)
     runs = {
-        "sweep (replay + prefix tree)": {"tree": True},
+        f"sweep (auto engine: {auto.chosen_engine()}, prefix tree)": {"tree": True, "replayer": auto},
+        "replay engine, prefix tree": {"tree": True, "replayer": Replayer(lm, engine="replay")},
+        "rows engine, prefix tree": {"tree": True, "replayer": Replayer(lm, engine="rows")},
         "one by one, prefix tree": {"tree": True, "replayer": Replayer(lm, use_replay=False)},
         "one by one, one row per option": {"tree": False, "replayer": Replayer(lm, use_replay=False)},
     }
@@ -50,15 +57,21 @@ def main() -> None:
         scores[name] = per
         print(f"  {name}: {times[name]:.1f}s", flush=True)
     ref = scores["one by one, one row per option"]
-    fast_scores = scores["sweep (replay + prefix tree)"]
-    diff = max(abs(a - b) for pa, pb in zip(fast_scores, ref, strict=True)
-               for x, y in zip(pa, pb, strict=True)
-               for a, b in zip(x.sum_logprobs, y.sum_logprobs, strict=True))
-    fast = times["sweep (replay + prefix tree)"]
+    name = next(iter(runs))
+
+    def diff(key: str) -> float:
+        return max(abs(a - b) for pa, pb in zip(scores[key], ref, strict=True)
+                   for x, y in zip(pa, pb, strict=True)
+                   for a, b in zip(x.sum_logprobs, y.sum_logprobs, strict=True))
+
+    fast = times[name]
     print(f"ratio vs one by one (same prefix-tree rows): {times['one by one, prefix tree'] / fast:.2f}x")
     naive = times["one by one, one row per option"]
     print(f"ratio vs one by one (one row per option):    {naive / fast:.2f}x")
-    print(f"max |log-likelihood difference|: {diff:.2e}")
+    for key in ("replay engine, prefix tree", "rows engine, prefix tree"):
+        print(f"{key} vs one by one (same rows): {times['one by one, prefix tree'] / times[key]:.2f}x")
+    print(f"max |log-likelihood difference|: {diff(name):.2e} "
+          f"(replay {diff('replay engine, prefix tree'):.2e}, rows {diff('rows engine, prefix tree'):.2e})")
 
 
 if __name__ == "__main__":

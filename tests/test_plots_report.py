@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from linsteer.analysis import cross_model_cosine, layer_cosines, profile, separability
 from linsteer.directions import extract
 from linsteer.errors import LinsteerError
+from linsteer.headline import Headline, headline_from_rows
 from linsteer.plots import (
     REQUIRED_KEYS,
     accuracy_vs_layer,
@@ -32,7 +33,7 @@ from linsteer.plots import (
     save_figure,
     separability_curve,
 )
-from linsteer.report import Headline, headline_from_rows, write_report
+from linsteer.report import write_report
 from test_analysis import make_acts
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -84,7 +84,7 @@ def test_popqa_formats(tmp_path: Path, fmt: str) -> None:
 def test_normalize_number() -> None:
     assert normalize_number(" 1,000 ") == "1000"
     assert normalize_number("$18.") == "18"
-    assert normalize_number("2.50") == "2.50"
+    assert normalize_number("2.50") == "2.5"  # as predictions are normalised (was "2.50")
     assert normalize_number("12.0") == "12"
 
 

@@ -10,12 +10,13 @@ import torch
 from linsteer.activations import read_activations
 from linsteer.analysis import separability
 from linsteer.directions import extract
-from linsteer.experiments import TaskSpec, score_mc
-from linsteer.extract import contrast_activations
+from linsteer.extraction import contrast_activations
 from linsteer.models import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.replay import Setting
+from linsteer.setting import Setting
 from linsteer.steering import Steer, steering
+from linsteer.sweep.mc import score_mc
+from linsteer.sweep.tasks import TaskSpec
 
 pytestmark = pytest.mark.real_model
 
@@ -72,7 +73,7 @@ def test_prefix_tree_scoring_matches_one_row_per_option(gemma: LoadedModel) -> N
 
 def test_strength_calibrated_to_ten_percent_perplexity(gemma: LoadedModel) -> None:
     from linsteer.calibrate import Target, calibrate
-    from linsteer.experiments import neutral_effects, neutral_texts
+    from linsteer.sweep.neutral import neutral_effects, neutral_texts
 
     vec = extract(contrast_activations(gemma, contrast_from_spec("builtin", 8), progress=False))
     texts = neutral_texts(4)

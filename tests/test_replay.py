@@ -8,7 +8,8 @@ import torch
 from archs import ALL_ARCHS, arch_lm
 from linsteer.activations import left_pad, tokenize
 from linsteer.directions import SteeringVector
-from linsteer.replay import Replayer, Setting
+from linsteer.replay import Replayer
+from linsteer.setting import Setting
 
 PROMPTS = ["Q: What is 2 + 3?\nA: 5", "Q: Capital of France?\nA: Paris", "Hi there", "12 * 4 = 48"]
 
@@ -67,8 +68,8 @@ def test_replay_falls_back_when_self_check_fails() -> None:
 
 @pytest.mark.parametrize("arch", ALL_ARCHS)
 def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> None:
-    from linsteer.experiments import score_mc
     from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
 
     lm = arch_lm(arch)
     items = builtin_task("arith_mc", split="dev", n=6) + builtin_task("facts_mc", split="dev", n=3)
@@ -82,3 +83,72 @@ def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> N
         assert tree_tokens == row_tokens  # so every option keeps its own row
     else:
         assert tree_tokens < row_tokens / 2  # the prompt is computed once per item, not per option
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2", "rwkv"])
+def test_rows_engine_scores_like_the_replay_and_one_by_one(arch: str) -> None:
+    lm = arch_lm(arch)
+    prompts = PROMPTS[:1] if arch == "rwkv" else PROMPTS
+    batch = left_pad(tokenize(lm, prompts), 0)
+    settings = settings_for(lm)
+    rows = Replayer(lm, engine="rows", pass_tokens=40)  # several forwards, mixed layers in each
+    assert rows.chosen_engine() == "rows"
+    base_rows, res_rows = rows.run(batch, settings, 3, logprobs)
+    base_slow, res_slow = Replayer(lm, use_replay=False).run(batch, settings, 3, logprobs)
+    torch.testing.assert_close(base_rows, base_slow, atol=1e-4, rtol=1e-4)
+    for a, b in zip(res_rows, res_slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(res_rows[0], base_rows, atol=1e-3)
+
+
+def test_engine_choice_and_mc_scores_agree() -> None:
+    from linsteer.errors import LinsteerError
+    from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
+
+    lm = arch_lm("llama")
+    assert Replayer(lm).chosen_engine() == "replay"  # a CPU: the replay wins there
+    with pytest.raises(LinsteerError, match="unknown sweep engine 'fast'"):
+        Replayer(lm, engine="fast").chosen_engine()
+    items = builtin_task("arith_mc", split="dev", n=6)
+    settings = settings_for(lm, layers=(0, 1))[:6]
+    a_base, a_per, _ = score_mc(lm, items, settings, batch_size=4, replayer=Replayer(lm, engine="replay"))
+    b_base, b_per, _ = score_mc(lm, items, settings, batch_size=4, replayer=Replayer(lm, engine="rows"))
+    for a, b in zip([a_base, *a_per], [b_base, *b_per], strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.sum_logprobs == pytest.approx(y.sum_logprobs, abs=1e-3)
+
+
+def test_neutral_scorer_runs_through_the_rows_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from linsteer.sweep import neutral as experiments
+
+    lm = arch_lm("llama")
+    settings = settings_for(lm, layers=(1,))[:3]
+    texts = ["The cat sat on the mat.", "Rivers flow to the sea."]
+    replay = experiments.neutral_effects(lm, settings, texts)
+    monkeypatch.setattr(experiments, "Replayer", functools.partial(Replayer, engine="rows"))
+    rows = experiments.neutral_effects(lm, settings, texts)
+    assert rows[2] == replay[2]
+    for a, b in zip([rows[0], *rows[1]], [replay[0], *replay[1]], strict=True):
+        assert a == pytest.approx(b, rel=1e-3, abs=1e-4)
+
+
+def test_recurrent_model_scored_in_a_padded_batch_equals_each_item_alone() -> None:
+    """RWKV ignores the attention mask and takes no position ids: padding would change its state,
+    so its rows are batched with rows of equal length only."""
+    from linsteer.prompts.formats import get_format
+    from linsteer.prompts.tasks import builtin_task
+    from linsteer.sweep.mc import score_mc
+
+    lm = arch_lm("rwkv")
+    items = builtin_task("arith_mc", split="dev", n=4) + builtin_task("facts_mc", split="dev", n=3)
+    prompts = [get_format("mc_text").render_item(i) for i in items]
+    assert len({len(ids) for ids in tokenize(lm, prompts)}) > 1  # prompts of several lengths
+    settings = settings_for(lm, layers=(1,))[:2]
+    base, steered, _ = score_mc(lm, items, settings, batch_size=8)
+    for i, item in enumerate(items):
+        one_base, one_steered, _ = score_mc(lm, [item], settings, batch_size=1)
+        for together, alone in zip([base, *steered], [one_base, *one_steered], strict=True):
+            assert together[i].sum_logprobs == pytest.approx(alone[0].sum_logprobs, abs=1e-4)

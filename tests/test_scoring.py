@@ -9,10 +9,10 @@ import torch
 
 from linsteer.answers import extract_number
 from linsteer.errors import LinsteerError
+from linsteer.generation import _finish
 from linsteer.scoring import (
     ChoiceScores,
     GenerationOutput,
-    _finish,
     choice_logprobs,
     generate_answers,
     score_choices,

@@ -8,11 +8,10 @@ from scipy import optimize
 from scipy import stats as sps
 
 from linsteer.errors import LinsteerError
+from linsteer.multiplicity import holm, null_rank
 from linsteer.stats import (
     bootstrap_ci,
-    holm,
     mcnemar_exact,
-    null_rank,
     paired_diff_ci,
     proportion,
     wilson_interval,

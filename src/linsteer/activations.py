@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from linsteer import __version__
 from linsteer.errors import LinsteerError
+from linsteer.io import save_tensors
 from linsteer.layers import LAYER_CONVENTION, check_layers, hidden_of, is_recurrent
 from linsteer.models import LoadedModel
 
@@ -84,13 +85,7 @@ class ActivationSet:
         meta["linsteer.labels"] = json.dumps(self.labels)
         meta["linsteer.ids"] = json.dumps(self.ids)
         meta["linsteer.n_tokens"] = json.dumps(self.n_tokens)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(
-            {"acts": self.acts.contiguous(), "token_norms": self.token_norms.contiguous()},
-            str(tmp),
-            metadata=meta,
-        )
-        tmp.replace(path)
+        save_tensors(path, {"acts": self.acts, "token_norms": self.token_norms}, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> ActivationSet:
@@ -152,7 +147,7 @@ def left_pad(token_ids: Sequence[Sequence[int]], pad_id: int) -> Batch:
 
 
 def tokenize(lm: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
-    encoded = lm.tokenizer(list(prompts), add_special_tokens=True)  # type: ignore[operator]
+    encoded = lm.tokenizer(list(prompts), add_special_tokens=True)
     ids: list[list[int]] = [list(x) for x in encoded["input_ids"]]
     for prompt, row in zip(prompts, ids, strict=True):
         if not row:
@@ -176,8 +171,12 @@ def batches_by_length(
     return out
 
 
-def _reduce(hidden: torch.Tensor, mask: torch.Tensor, position: Position) -> torch.Tensor:
-    """One vector per row from ``[B, T, d]`` hidden states under a left-padding ``mask``."""
+def _reduce(hidden: torch.Tensor, mask: torch.Tensor, position: Position,
+            lengths: Sequence[int] | None = None) -> torch.Tensor:
+    """One vector per row from ``[B, T, d]`` hidden states under a left-padding ``mask``.
+
+    ``lengths`` (the real token count of each row, known on the host) lets an integer position
+    be checked without reading the mask back from the device."""
     if position == "last":
         return hidden[:, -1].float()
     if position == "mean":
@@ -188,56 +187,92 @@ def _reduce(hidden: torch.Tensor, mask: torch.Tensor, position: Position) -> tor
         weights = keep.to(torch.float32).unsqueeze(-1)
         return (hidden.float() * weights).sum(dim=1) / weights.sum(dim=1)
     if isinstance(position, int):
-        lengths = mask.sum(dim=1)
         width = mask.shape[1]
-        index = torch.where(
-            torch.tensor(position >= 0, device=mask.device),
-            width - lengths + position,
-            width + position,
-        )
-        if bool(((index < width - lengths) | (index >= width)).any()):
+        host_lengths = list(lengths) if lengths is not None else [int(n) for n in mask.sum(dim=1)]
+        index_list = [width - n + position if position >= 0 else width + position
+                      for n in host_lengths]
+        if any(i < width - n or i >= width for i, n in zip(index_list, host_lengths, strict=True)):
             raise LinsteerError(
-                f"token position {position} is outside a prompt of {int(lengths.min())} tokens"
+                f"token position {position} is outside a prompt of {min(host_lengths)} tokens"
             )
-        rows = torch.arange(mask.shape[0], device=mask.device)
-        return hidden[rows, index].float()
+        rows = torch.arange(mask.shape[0], device=hidden.device)
+        return hidden[rows, torch.tensor(index_list, device=hidden.device)].float()
     raise LinsteerError(f"unknown position {position!r}; use 'last', 'mean' or an integer index")
 
 
 @dataclass
 class _Reader:
-    """Forward hooks that reduce each asked-for layer to one vector per prompt."""
+    """Forward hooks that reduce each asked-for layer to one vector per prompt.
+
+    Everything stays on the model's device while batches run (no host copy or sync inside the
+    loop): vectors go into ``acts`` by row index, token-norm sums and a non-finite flag per layer
+    accumulate in device tensors, read once at the end."""
 
     position: Position
     deepest: int
     n_slots: int
+    acts: torch.Tensor  # [n, slots, d] float32 on the model's device
     mask: torch.Tensor = field(default_factory=lambda: torch.ones(0, 0))
-    captured: dict[int, torch.Tensor] = field(default_factory=dict)
+    rows: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    lengths: list[int] = field(default_factory=list)
     norm_sum: torch.Tensor = field(init=False)
     norm_count: torch.Tensor = field(init=False)
+    bad: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.norm_sum = torch.zeros(self.n_slots, dtype=torch.float64)
-        self.norm_count = torch.zeros(self.n_slots, dtype=torch.float64)
+        device = self.acts.device
+        self.norm_sum = torch.zeros(self.n_slots, dtype=torch.float64, device=device)
+        self.norm_count = torch.zeros(self.n_slots, dtype=torch.float64, device=device)
+        self.bad = torch.zeros(self.n_slots, dtype=torch.bool, device=device)
+
+    def set_batch(self, batch: Batch, rows: Sequence[int]) -> None:
+        device = self.acts.device
+        self.mask = batch.attention_mask.to(device, non_blocking=True)
+        self.rows = torch.tensor(list(rows), dtype=torch.long).to(device, non_blocking=True)
+        self.lengths = list(batch.lengths)
 
     def hook(self, slot: int, layer: int) -> Callable[[torch.nn.Module, object, object], None]:
         def fn(module: torch.nn.Module, args: object, output: object) -> None:
             hidden, mask = hidden_of(output), self.mask
-            if not bool(torch.isfinite(hidden[mask.bool()]).all()):
-                raise LinsteerError(
-                    f"non-finite activations at layer {layer} (NaN/inf; bf16 overflow is a "
-                    "common cause: try --dtype fp32)"
-                )
-            self.captured[slot] = _reduce(hidden, mask, self.position).cpu()
-            real = mask.clone()
-            real[torch.arange(mask.shape[0]), mask.argmax(dim=1)] = 0  # skip the sink token
-            norms = hidden.float().norm(dim=-1)[real.bool()]
-            self.norm_sum[slot] += float(norms.double().sum())
-            self.norm_count[slot] += norms.numel()
+            self.acts[self.rows, slot] = _reduce(hidden, mask, self.position, self.lengths).to(
+                self.acts.device)
+            # one pass over the hidden states: the per-token norms also reveal NaN/inf
+            norms = torch.linalg.vector_norm(hidden, dim=-1, dtype=torch.float32)
+            real = mask.bool()
+            self.bad[slot] |= ~torch.isfinite(torch.where(real, norms, 0.0)).all()
+            sink = torch.ones_like(real)
+            sink[torch.arange(mask.shape[0], device=mask.device), mask.argmax(dim=1)] = False
+            real = real & sink  # skip the sink token
+            self.norm_sum[slot] += torch.where(real, norms, 0.0).sum(dtype=torch.float64)
+            self.norm_count[slot] += real.sum()
             if layer == self.deepest:
                 raise _StopForward
 
         return fn
+
+
+def _chunks(prompts: Sequence[str], batch_size: int, exact: bool) -> list[list[int]]:
+    """Prompt indices, longest text first, in chunks to tokenise one at a time: a first small
+    chunk (so the device starts at once), then four batches' worth each. Batches are formed by
+    token length within a chunk; ``exact`` (recurrent models) needs one chunk."""
+    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
+    if exact:
+        return [order]
+    step = 4 * batch_size
+    return [order[:batch_size]] + [order[s: s + step] for s in range(batch_size, len(order), step)]
+
+
+def _read_batch(lm: LoadedModel, reader: _Reader, batch: Batch, rows: list[int]) -> None:
+    reader.set_batch(batch, rows)
+    kwargs = batch.model_kwargs(lm)
+    if min(batch.lengths) == max(batch.lengths) and "attention_mask" in kwargs:
+        # no padding: no mask, so attention takes its plain causal (fastest) kernel
+        kwargs = {"input_ids": kwargs["input_ids"]}
+    try:
+        with torch.inference_mode():
+            lm.model(**kwargs, use_cache=False)
+    except _StopForward:
+        pass
 
 
 def read_activations(
@@ -252,12 +287,14 @@ def read_activations(
     prompt_format: str = "raw",
     cache: str | Path | None = None,
     progress: bool = True,
+    token_ids: Sequence[Sequence[int]] | None = None,
 ) -> ActivationSet:
     """Read the residual stream of ``prompts`` at ``layers`` (default: all) and ``position``.
 
     ``position``: ``"last"`` (the last prompt token), ``"mean"`` (mean over prompt tokens, the
     first/sink token excluded) or an integer index into the unpadded prompt (negative from the
-    end). With ``cache`` (a folder), the result is stored under a key of the model fingerprint,
+    end). ``token_ids`` (one list per prompt) skips tokenisation. With ``cache`` (a folder), the
+    result is stored under a key of the model fingerprint,
     prompts, labels, layers, position, format and dtype, and read back on the next call.
     """
     if not prompts:
@@ -292,41 +329,47 @@ def read_activations(
         if cache_file.is_file():
             return ActivationSet.load(cache_file)
 
-    token_ids = tokenize(lm, prompts)
     n, d = len(prompts), lm.hidden_size
-    acts = torch.zeros((n, len(layer_list), d), dtype=torch.float32)
-    pad_id = int(lm.tokenizer.pad_token_id)  # type: ignore[attr-defined]
-    groups = batches_by_length([len(t) for t in token_ids], batch_size, is_recurrent(lm.model))
+    pad_id = int(lm.tokenizer.pad_token_id)
+    exact = is_recurrent(lm.model)
+    given = token_ids
+    if given is not None and len(given) != n:
+        raise LinsteerError(f"{len(given)} token id lists for {n} prompts")
+    token_ids = [list(t) for t in given] if given is not None else [[] for _ in range(n)]
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n, desc="reading activations", unit="prompt", disable=not progress)
-    reader = _Reader(position, layer_list[-1], len(layer_list))
+    reader = _Reader(position, layer_list[-1], len(layer_list),
+                     torch.zeros((n, len(layer_list), d), dtype=torch.float32, device=lm.device))
     handles = [
         lm.blocks.modules[layer].register_forward_hook(reader.hook(slot, layer))
         for slot, layer in enumerate(layer_list)
     ]
     try:
-        for rows in groups:
-            batch = left_pad([token_ids[i] for i in rows], pad_id)
-            reader.mask = batch.attention_mask.to(lm.device)
-            reader.captured = {}
-            try:
-                with torch.inference_mode():
-                    lm.model(**batch.model_kwargs(lm), use_cache=False)
-            except _StopForward:
-                pass
-            for slot in range(len(layer_list)):
-                acts[rows, slot] = reader.captured[slot]
-            bar.update(len(rows))
+        for chunk in _chunks(prompts, batch_size, exact):
+            # tokenised chunk by chunk: the next chunk's tokenisation overlaps the device's work
+            if given is None:
+                for i, ids_i in zip(chunk, tokenize(lm, [prompts[i] for i in chunk]), strict=True):
+                    token_ids[i] = ids_i
+            for local in batches_by_length([len(token_ids[i]) for i in chunk], batch_size, exact):
+                rows = [chunk[j] for j in local]
+                _read_batch(lm, reader, left_pad([token_ids[i] for i in rows], pad_id), rows)
+                bar.update(len(rows))
     finally:
         for handle in handles:
             handle.remove()
     bar.close()
-
-    token_norms = torch.where(
-        reader.norm_count > 0, reader.norm_sum / reader.norm_count.clamp(min=1), math.nan
-    )
+    bad = reader.bad.cpu()  # the one copy back: everything at once
+    if bool(bad.any()):
+        layer = layer_list[int(bad.nonzero()[0, 0])]
+        raise LinsteerError(
+            f"non-finite activations at layer {layer} (NaN/inf; bf16 overflow is a "
+            "common cause: try --dtype fp32)"
+        )
+    acts = reader.acts.cpu()
+    norm_sum, norm_count = reader.norm_sum.cpu(), reader.norm_count.cpu()
+    token_norms = torch.where(norm_count > 0, norm_sum / norm_count.clamp(min=1), math.nan)
     result = ActivationSet(
         acts=acts,
         layers=layer_list,

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from linsteer.directions import SteeringVector
 from linsteer.models import LoadedModel
-from linsteer.replay import Setting
+from linsteer.setting import Setting, strength_scale
+from linsteer.sweep.neutral import neutral_effects
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class Calibrated:
 
 
 def _start(target: Target) -> tuple[float, float]:
-    if target.operator == "add":
-        norm = target.vector.norms[target.layer]
+    if target.operator == "add":  # in raw units: 0.01 to 8 layer norms
+        norm = strength_scale(target.vector, target.layer, target.operator, "norm")
         return 0.01 * norm, 8.0 * norm
     return 0.01, 20.0
 
@@ -50,8 +51,6 @@ def calibrate(
 ) -> dict[tuple[int, float], Calibrated]:
     """``{(target index, budget): Calibrated}``: the largest strength on the searched grid whose
     perplexity ratio stays within ``1 + budget`` (linearly interpolated in the crossing bracket)."""
-    from linsteer.experiments import neutral_effects
-
     brackets = {(t, b): _start(target) for t, target in enumerate(targets) for b in budgets}
     found: dict[tuple[int, float], Calibrated] = {}
     for round_no in range(rounds):

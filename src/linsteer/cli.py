@@ -53,7 +53,7 @@ def _parse_position(text: str) -> Position:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from linsteer.extract import ExtractSettings, run_extract
+    from linsteer.extraction import ExtractSettings, run_extract
 
     settings = ExtractSettings(
         model=args.model,
@@ -130,8 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """extract-into-run / sweep / analyze / report over an existing run directory."""
-    from linsteer.pipeline import Run, make_config, stage_extract, stage_sweep
-    from linsteer.reporting import stage_report
+    from linsteer.pipeline import Run, make_config, stage_extract, stage_report, stage_sweep
 
     run_dir = Path(args.run_dir)
     config_file = run_dir / "config.yaml"
@@ -143,7 +142,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     acts, vector = stage_extract(run, say, progress=not args.quiet)
     if args.stage == "analyze":
         from linsteer.plots import save_figure
-        from linsteer.reporting import analysis_figures
+        from linsteer.report_content import analysis_figures
 
         figs, _ = analysis_figures(acts, vector, config.analysis_layers)
         for i, (title, _, fig) in enumerate(figs):

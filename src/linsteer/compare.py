@@ -18,9 +18,10 @@ from matplotlib.figure import Figure
 from linsteer.activations import ActivationSet
 from linsteer.analysis import Profile, cross_model_cosine, profile, separability
 from linsteer.directions import SteeringVector
+from linsteer.headline import Headline
 from linsteer.pipeline import Say, make_config, new_run_dir, run_all
 from linsteer.plots import cross_model_cosine_plot, cross_model_plot
-from linsteer.report import Headline, write_report
+from linsteer.report import write_report
 
 
 def _headline(run_dir: Path) -> dict[str, Any]:

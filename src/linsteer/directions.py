@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from linsteer import __version__
 from linsteer.activations import ActivationSet
 from linsteer.errors import LinsteerError
+from linsteer.io import save_tensors
 from linsteer.layers import LAYER_CONVENTION
 
 
@@ -89,9 +89,7 @@ class SteeringVector:
         meta.setdefault("layer_convention", LAYER_CONVENTION)
         meta.setdefault("hidden_size", str(self.hidden_size))
         meta.setdefault("linsteer_version", __version__)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        save_tensors(path, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
@@ -187,6 +185,20 @@ def _probe_layer(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch
     return w * float(w @ mean)
 
 
+# Your own method: per layer, the positive and the negative rows ``[n, d]`` -> a direction ``[d]``.
+MethodFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _user_layer(fn: MethodFn, x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    x64 = x.to(torch.float64)
+    out = torch.as_tensor(fn(x64[pos], x64[neg]))
+    if out.shape != (x.shape[-1],):
+        raise LinsteerError(
+            f"the extraction function returned shape {tuple(out.shape)}; return one direction "
+            f"of shape ({x.shape[-1]},) per layer")
+    return out
+
+
 METHODS = ("mean_diff", "pca", "probe")
 
 
@@ -195,21 +207,30 @@ def extract(
     *,
     positive: str = "reasoning",
     negative: str = "memorization",
-    method: str = "mean_diff",
+    method: str | MethodFn = "mean_diff",
     seed: int = 0,
 ) -> SteeringVector:
-    """Extract a per-layer direction from ``acts`` pointing from ``negative`` to ``positive``."""
+    """Extract a per-layer direction from ``acts`` pointing from ``negative`` to ``positive``.
+
+    ``method``: ``mean_diff``, ``pca``, ``probe``, or a function ``f(pos, neg) -> direction``
+    given each layer's positive and negative rows (float64 ``[n, d]``); its ``__name__`` is
+    recorded as the vector's method.
+    """
     pos, neg = _class_rows(acts, positive, negative)
     rng = np.random.default_rng(seed)
     per_layer: Callable[[torch.Tensor], torch.Tensor]
-    if method == "mean_diff":
+    if callable(method):
+        fn = method
+        per_layer = lambda x: _user_layer(fn, x, pos, neg)  # noqa: E731
+        method = str(getattr(method, "__name__", "custom"))
+    elif method == "mean_diff":
         per_layer = lambda x: _mean_diff_layer(x, pos, neg)  # noqa: E731
     elif method == "pca":
         per_layer = lambda x: _pca_layer(x, pos, neg, rng)  # noqa: E731
     elif method == "probe":
         per_layer = lambda x: _probe_layer(x, pos, neg)  # noqa: E731
     else:
-        raise LinsteerError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        raise LinsteerError(f"unknown method {method!r}; use one of {', '.join(METHODS)} or a function")
     directions = {
         layer: per_layer(acts.acts[:, slot]).to(torch.float32)
         for slot, layer in enumerate(acts.layers)

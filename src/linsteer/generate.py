@@ -1,4 +1,9 @@
-"""Side-by-side steered and unsteered generation for one prompt."""
+"""Side-by-side steered and unsteered generation for one prompt.
+
+On a GPU both answers come from one compiled steered generator (:mod:`linsteer.fastgen`), the
+prompt twice in one batch with strengths 0 and ``strength``; elsewhere from ``generate`` with
+the steering hooks. ``fast`` forces either path.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,35 @@ from pathlib import Path
 import torch
 
 from linsteer.directions import SteeringVector
+from linsteer.fastgen import generate_steered
 from linsteer.models import load_model
+from linsteer.setting import strength_label
 from linsteer.steering import Steer, steering
 
 
 def side_by_side(prompt: str, *, vector: Path, model: str, layer: int, strength: float,
                  operator: str = "add", unit: str = "norm", max_new_tokens: int = 48,
-                 dtype: str = "auto") -> str:
+                 dtype: str = "auto", fast: bool | None = None) -> str:
     vec = SteeringVector.load(vector)
     lm = load_model(model, dtype=dtype)
-    enc = lm.tokenizer([prompt], return_tensors="pt")  # type: ignore[operator]
-    enc = {k: v.to(lm.device) for k, v in enc.items()}
-    width = enc["input_ids"].shape[1]
+    label = f"{operator} {strength_label(strength, unit if operator == 'add' else 'raw')} at layer {layer}"
+    if fast if fast is not None else lm.device.type == "cuda":
+        both = Steer(vec, (layer,), operator, (0.0, strength), unit)  # type: ignore[arg-type]
+        plain_out, steered_out = generate_steered(lm, [prompt, prompt], steer=both,
+                                                  max_new_tokens=max_new_tokens, batch_size=2)
+        plain, steered = plain_out.text, steered_out.text
+    else:
+        enc = lm.tokenizer([prompt], return_tensors="pt")
+        enc = {k: v.to(lm.device) for k, v in enc.items()}
+        width = enc["input_ids"].shape[1]
 
-    def generate() -> str:
-        with torch.inference_mode():
-            out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,  # type: ignore[operator]
-                                    pad_token_id=lm.tokenizer.pad_token_id)  # type: ignore[attr-defined]
-        return str(lm.tokenizer.decode(out[0, width:], skip_special_tokens=True))  # type: ignore[attr-defined]
+        def generate() -> str:
+            with torch.inference_mode():
+                out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,  # type: ignore[operator]
+                                        pad_token_id=lm.tokenizer.pad_token_id)
+            return str(lm.tokenizer.decode(out[0, width:], skip_special_tokens=True))
 
-    plain = generate()
-    with steering(lm, Steer(vec, (layer,), operator, strength, unit)):  # type: ignore[arg-type]
-        steered = generate()
-    scale = " x norm" if unit == "norm" and operator == "add" else ""
-    label = f"{operator} {strength:g}{scale} at layer {layer}"
+        plain = generate()
+        with steering(lm, Steer(vec, (layer,), operator, strength, unit)):  # type: ignore[arg-type]
+            steered = generate()
     return f"--- unsteered ---\n{plain}\n--- steered ({label}) ---\n{steered}"

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -76,12 +76,27 @@ BUILTINS: dict[str, BuiltinModel] = {
 }
 
 
+class Tokenizer(Protocol):
+    """What linsteer uses of a tokenizer (any Hugging Face tokenizer has it)."""
+
+    pad_token: Any
+    pad_token_id: Any
+    eos_token: Any
+    eos_token_id: Any
+    padding_side: str
+
+    def __call__(self, text: Any, *, add_special_tokens: bool = ..., padding: Any = ...,
+                 return_tensors: Any = ...) -> Any: ...
+
+    def decode(self, token_ids: Any, *, skip_special_tokens: bool = ...) -> Any: ...
+
+
 @dataclass
 class LoadedModel:
     """A model ready for reading and steering. The model itself is never modified by linsteer."""
 
     model: nn.Module
-    tokenizer: object
+    tokenizer: Tokenizer
     name: str
     fingerprint: str
     blocks: Blocks
@@ -233,12 +248,12 @@ def resolve_source(spec: str, cache: Path) -> tuple[str, str | None]:
     )
 
 
-def prepare_tokenizer(tokenizer: object) -> object:
+def prepare_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
     """Left padding (so the last prompt token sits at index -1) and a pad token."""
     tok = tokenizer
-    tok.padding_side = "left"  # type: ignore[attr-defined]
+    tok.padding_side = "left"
     if getattr(tok, "pad_token", None) is None:
-        tok.pad_token = tok.eos_token  # type: ignore[attr-defined]
+        tok.pad_token = tok.eos_token
     return tok
 
 
@@ -278,7 +293,7 @@ def load_model(
 
 
 def wrap_model(
-    model: nn.Module, tokenizer: object, name: str = "custom", layer_path: str | None = None
+    model: nn.Module, tokenizer: Tokenizer, name: str = "custom", layer_path: str | None = None
 ) -> LoadedModel:
     """Use an already-constructed model (e.g. a random-init test model) with linsteer."""
     model.eval()

@@ -20,22 +20,20 @@ import yaml
 
 from linsteer import __version__
 from linsteer.activations import ActivationSet, Position
+from linsteer.controls import build_controls
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.experiments import (
-    GEN_TASKS,
-    SweepSpec,
-    TaskSpec,
-    flops_per_token,
-    run_sweep,
-    store_path,
-    task_role,
-)
-from linsteer.extract import vector_from_contrast
+from linsteer.extraction import vector_from_contrast
+from linsteer.headline import headline_from_rows
 from linsteer.models import DEFAULT_MODEL, LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.store import ResultStore
-from linsteer.summary import summarize
+from linsteer.report import write_report
+from linsteer.report_content import analysis_figures, cost_table, steering_figures
+from linsteer.setting import strengths_label
+from linsteer.store import ResultStore, store_path
+from linsteer.summary import CellRow, Row, summarize
+from linsteer.sweep.run import SweepSpec, flops_per_token, run_sweep
+from linsteer.sweep.tasks import GEN_TASKS, TaskSpec, task_role
 
 Say = Callable[[str], None]
 
@@ -227,9 +225,7 @@ def stage_extract(run: Run, say: Say, progress: bool = True) -> tuple[Activation
 
 
 def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
-                progress: bool = True) -> list[dict[str, Any]]:
-    from linsteer.controls import build_controls
-
+                progress: bool = True) -> list[CellRow]:
     lm = load(run, say)
     spec = sweep_spec(run.config, lm.n_layers)
     positive, negative = vector.meta.get("positive", "reasoning"), vector.meta.get("negative", "memorization")
@@ -253,8 +249,6 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
 
 def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
     """The whole pipeline into ``run_dir``; returns the report's path."""
-    from linsteer.reporting import stage_report
-
     run = Run(run_dir, config)
     run.save_config()
     t0 = time.perf_counter()
@@ -276,5 +270,38 @@ def settings_block(run: Run, vector: SteeringVector) -> dict[str, Any]:
     return out
 
 
-def strengths_label(values: Sequence[float], unit: str) -> str:
-    return ", ".join(f"{v:g}" for v in values) + (" x layer norm" if unit == "norm" else "")
+def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: Sequence[Row],
+                 say: Say) -> Path:
+    cfg = run.config
+    model = rows[0]["model"] if rows else cfg.model
+    reasoning = [t for t in cfg.tasks if task_role(t) == "reasoning"]
+    memorization = [t for t in cfg.tasks if task_role(t) == "memorization"]
+    if not reasoning:
+        raise LinsteerError("the report needs a reasoning task; add arith_mc to 'tasks'")
+    with ResultStore(store_path(run.dir)) as store:  # phases survive a resumed or partial run
+        extraction = next((p for p in store.phases() if p["name"] == "extraction"), {})
+    primary = [r for r in rows if r["source"] in ("", cfg.method)]  # extra sources: tables only
+    headline = headline_from_rows(
+        primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
+        extraction_seconds=extraction.get("seconds"),
+        extraction_tokens=int(extraction.get("tokens", 0)) or None)
+    figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
+    figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
+    test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]
+    controls_file = run.dir / "controls.json"
+    controls = json.loads(controls_file.read_text()) if controls_file.exists() else []
+    control_rows = [{"kind": c["kind"], "seed": c["seed"],
+                     **{f"cos_L{k}": round(v, 3) for k, v in c["cos_to_real"].items()}} for c in controls]
+    tables: list[tuple[str, Sequence[Row]]] = [
+        ("Cost and benefit", cost_table(run.dir, headline)),
+        ("Test split: baseline and real direction", test_real),
+        ("All cells", rows),
+        ("Layer profile", profile_rows),
+        ("Controls: cosine to the real direction", control_rows),
+    ]
+    path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
+                        settings=settings_block(run, vector),
+                        title=f"linsteer report: {model}")
+    say(headline.verdict)
+    say(f"report: {path}")
+    return path

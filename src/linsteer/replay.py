@@ -8,6 +8,17 @@ is applied only to the positions that are scored. The blocks are called exactly 
 called them, so no architecture table is needed; a self-check on the first batch compares the
 replayed unsteered tail with the model's own logits and falls back to full steered forwards
 (through :mod:`linsteer.steering`) if they differ. Recurrent models always use full forwards.
+
+Two engines score the conditions; both give the same numbers (up to float rounding):
+
+- ``"replay"``: the tails above each steered layer, as above. Least arithmetic: wins on CPUs.
+- ``"rows"``: the conditions become extra batch rows (one copy of the batch per condition, the
+  unsteered baseline included) through the whole model in one steered forward, each row with its
+  own vector and strength at its own layer. More arithmetic but few large launches and no
+  per-layer Python: wins on GPUs, where the replay's many small calls leave the device idle.
+
+``engine="auto"`` (default) takes the replay: measured faster on a CPU and on an H200
+(bench_gpu.py: replay 1.8x, rows 1.2x over one after another on a Qwen2.5-1.5B shape).
 """
 
 from __future__ import annotations
@@ -21,27 +32,11 @@ import torch
 from torch import nn
 
 from linsteer.activations import Batch
-from linsteer.directions import SteeringVector
+from linsteer.errors import LinsteerError
 from linsteer.layers import hidden_of, is_recurrent
 from linsteer.models import LoadedModel
-from linsteer.steering import Steer, apply_operator, steering
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One steering condition: a vector at a layer, an operator and a strength."""
-
-    vector: SteeringVector
-    layer: int
-    operator: str
-    strength: float
-    unit: str = "raw"
-
-    def raw_strength(self) -> float:
-        if self.unit == "norm" and self.operator == "add":
-            return self.strength * self.vector.norms[self.layer]
-        return self.strength
-
+from linsteer.setting import Setting
+from linsteer.steering import Steer, apply_operator, apply_steering, steering
 
 # A scorer turns logits into whatever per-row numbers the caller keeps; it is called per chunk
 # of conditions. It gets the logits of the last ``n_last`` positions, ``[R, n_last, V]``, or, when
@@ -126,7 +121,16 @@ class Replayer:
     lm: LoadedModel
     max_rows: int = 64  # rows (conditions x batch) per tail pass
     use_replay: bool | None = None  # None: decided by the self-check on the first batch
+    engine: str = "auto"  # "replay", "rows" or "auto" (the replay, measured fastest on CPU and GPU)
+    pass_tokens: int = 1 << 16  # tokens (rows x width) per forward of the rows engine
+    pass_logits: int = 1 << 28  # logit entries (rows x scored positions x vocab) per forward, likewise
     _post: list[nn.Module] | None = None
+
+    def chosen_engine(self) -> str:
+        """The engine that scores conditions here: ``"rows"`` or ``"replay"``."""
+        if self.engine not in ("auto", "rows", "replay"):
+            raise LinsteerError(f"unknown sweep engine {self.engine!r}; use auto, rows or replay")
+        return "replay" if self.engine == "auto" else self.engine
 
     def _logits(self, hidden: torch.Tensor, n_last: int, select: torch.Tensor | None = None,
                 copies: int = 1) -> torch.Tensor:
@@ -211,6 +215,10 @@ class Replayer:
         Returns the baseline scores and one tensor of scores per setting (each ``scorer`` output
         for the batch's rows, in order).
         """
+        if self.use_replay is False:
+            return self._run_full(batch, settings, n_last, scorer, select)
+        if self.use_replay is None and self.chosen_engine() == "rows":
+            return self._run_rows(batch, settings, n_last, scorer, select)
         if self.use_replay is None:
             self.use_replay = self._self_check(batch, n_last)
         if not self.use_replay:
@@ -253,6 +261,52 @@ class Replayer:
                     results[i] = scores[j * rows: (j + 1) * rows]
         return base, [r for r in results if r is not None]
 
+    def _run_rows(
+        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
+        select: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The rows engine: every condition as one copy of the batch, as many copies per steered
+        forward as ``pass_tokens`` and ``pass_logits`` allow (the baseline in a forward of its own)."""
+        rows, width = batch.input_ids.shape
+        kwargs = _forward_kwargs(self.lm, batch, n_last)
+        vocab = int(getattr(self.lm.model.get_output_embeddings(), "out_features", 0) or 1)  # type: ignore[operator]
+        per_pass = max(1, min(self.pass_tokens // max(1, rows * width),
+                              self.pass_logits // max(1, rows * n_last * vocab)))
+        # the baseline alone first: a scorer may keep it (the neutral scorer's KL reference)
+        chunks: list[list[Setting | None]] = [[None]]
+        chunks += [list(settings[i: i + per_pass]) for i in range(0, len(settings), per_pass)]
+        scores: list[torch.Tensor] = []
+        for chunk in chunks:
+            copies = len(chunk)
+            groups: dict[tuple[int, str], list[int]] = {}
+            for j, cond in enumerate(chunk):
+                if cond is not None:
+                    groups.setdefault((cond.layer, cond.operator), []).append(j)
+            handles = []
+            try:
+                for (layer, op), copy_ids in groups.items():
+                    first = chunk[copy_ids[0]]
+                    assert first is not None
+                    strengths = [0.0] * (copies * rows)
+                    vectors = [first.vector] * (copies * rows)
+                    for j in copy_ids:
+                        cond = chunk[j]
+                        assert cond is not None
+                        strengths[j * rows: (j + 1) * rows] = [cond.raw_strength()] * rows
+                        vectors[j * rows: (j + 1) * rows] = [cond.vector] * rows
+                    spec = Steer(tuple(vectors), (layer,), op, tuple(strengths))  # type: ignore[arg-type]
+                    handles.append(apply_steering(self.lm, spec))
+                with torch.inference_mode():
+                    out = self.lm.model(**_expand(kwargs, rows, copies))
+            finally:
+                for handle in handles:
+                    handle.remove()
+            picked = _selected(out.logits[:, -n_last:].float(),
+                               None if select is None else select.repeat(copies, 1))
+            result = scorer(picked)
+            scores += [result[j * rows: (j + 1) * rows] for j in range(copies)]
+        return scores[0], scores[1:]
+
     def _run_full(
         self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
         select: torch.Tensor | None = None,
@@ -268,7 +322,7 @@ class Replayer:
         base = forward()
         results = []
         for s in settings:
-            spec = Steer(s.vector, (s.layer,), s.operator, s.strength, s.unit)  # type: ignore[arg-type]
+            spec = Steer(s.vector, (s.layer,), s.operator, s.raw_strength())  # type: ignore[arg-type]
             with steering(self.lm, spec):
                 results.append(forward())
         return base, results

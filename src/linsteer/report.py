@@ -9,301 +9,32 @@
 - ``tables/<slug>.csv``: one CSV per table;
 - ``figures/<slug>.png`` and ``.svg``: each figure.
 
-:class:`Headline` is one (model, task) result; :func:`headline_from_rows` builds it from the
-results table, selecting the steering setting on the dev split and reporting it on the test split.
+The headline rows come from :mod:`linsteer.headline`; this module only renders and writes.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import html
 import io
 import json
 import math
-import os
 import re
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
 from linsteer import __version__
-from linsteer.errors import LinsteerError
-from linsteer.plots import Row, check_rows, figure_base64_png, save_figure
+from linsteer.headline import Headline, signed_points
+from linsteer.io import atomic_write, jsonable
+from linsteer.plots import figure_base64_png, save_figure
 
-__all__ = ["Headline", "headline_from_rows", "write_report"]
-
-ALPHA = 0.05
-
-
-# --------------------------------------------------------------------------- headline
-
-
-def _pts(x: float) -> str:
-    """An accuracy difference (fraction) as signed points, with a real minus sign."""
-    return f"{100 * x:+.1f}".replace("-", "−")
-
-
-def _fmt_p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
-
-
-@dataclass(frozen=True)
-class Headline:
-    """The headline result for one model and reasoning task (accuracies as fractions in [0, 1]).
-
-    ``steered_*``/``delta*``/``p_value``: the dev-selected setting (``best_layer``,
-    ``best_operator``, ``best_strength``) on the ``split`` (test) items; ``delta`` is paired vs
-    the baseline, ``p_value`` exact McNemar. ``null_*``: the same setting with each null direction:
-    ``null_count`` directions, ``null_below`` of them with a smaller delta than the real one,
-    ``null_p`` = (1 + #null >= real) / (null_count + 1), ``null_lo``/``null_hi`` their delta range.
-    ``memorization_*``: the same setting on the memorization task. ``ppl_*``/``kl``: on neutral
-    text. ``extraction_*``: the cost of finding the direction. None where unknown.
-    """
-
-    model: str
-    task: str
-    split: str = "test"
-    baseline_acc: float | None = None
-    baseline_lo: float | None = None
-    baseline_hi: float | None = None
-    best_layer: int | None = None
-    best_operator: str | None = None
-    best_strength: float | None = None
-    steered_acc: float | None = None
-    steered_lo: float | None = None
-    steered_hi: float | None = None
-    delta: float | None = None
-    delta_lo: float | None = None
-    delta_hi: float | None = None
-    p_value: float | None = None
-    null_count: int | None = None
-    null_below: int | None = None
-    null_p: float | None = None
-    null_lo: float | None = None
-    null_hi: float | None = None
-    memorization_task: str | None = None
-    memorization_delta: float | None = None
-    memorization_lo: float | None = None
-    memorization_hi: float | None = None
-    ppl_base: float | None = None
-    ppl_steered: float | None = None
-    kl: float | None = None
-    extraction_seconds: float | None = None
-    extraction_tokens: int | None = None
-
-    @property
-    def null_text(self) -> str:
-        """E.g. "rank 6/6 nulls beaten, empirical p = 0.14", or "" when no nulls were run."""
-        if not self.null_count:
-            return ""
-        below = "?" if self.null_below is None else str(self.null_below)
-        p = "" if self.null_p is None else f", empirical p = {self.null_p:.2f}"
-        return f"above {below}/{self.null_count} null directions{p}"
-
-    @property
-    def verdict(self) -> str:
-        """One plain-language sentence computed from the numbers."""
-        if self.delta is None or not math.isfinite(self.delta):
-            return f"No steered result for {self.task} on {self.model} yet."
-        effect = f"{_pts(self.delta)} points"
-        if self.delta_lo is not None and self.delta_hi is not None:
-            effect += f" (95% CI {_pts(self.delta_lo)} to {_pts(self.delta_hi)})"
-        if self.p_value is not None:
-            effect += f", p {_fmt_p(self.p_value)}"
-        significant = self.p_value is not None and self.p_value < ALPHA
-        if self.null_count:
-            beats_nulls = (self.null_p is not None and self.null_p <= ALPHA) or (
-                self.null_hi is not None and self.delta > self.null_hi
-            )
-            if beats_nulls:
-                null_clause = (
-                    f"above all {self.null_count} null directions"
-                    if self.null_below == self.null_count
-                    else "above the null band"
-                )
-            elif self.null_lo is not None and self.delta < self.null_lo:
-                null_clause = "below the null band"
-            else:
-                null_clause = "within the null band"
-        else:
-            beats_nulls, null_clause = True, "no null-direction controls run"
-        mem = ""
-        if self.memorization_delta is not None and math.isfinite(self.memorization_delta):
-            mem = f"; memorization {_pts(self.memorization_delta)} points"
-        if self.delta > 0 and significant and beats_nulls:
-            return f"Steering improved {self.task} accuracy: {effect}, {null_clause}{mem}."
-        if self.delta < 0 and significant:
-            return f"Steering hurt {self.task} accuracy: {effect}, {null_clause}{mem}."
-        if self.delta > 0 and beats_nulls and self.null_count:
-            return (
-                f"Reasoning gain above the null directions but not significant against the "
-                f"baseline: {effect}, {null_clause}{mem}."
-            )
-        if self.null_count:
-            return f"No reasoning gain beyond the null directions: {effect}, {null_clause}{mem}."
-        return f"No significant change in {self.task} accuracy: {effect}, {null_clause}{mem}."
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["verdict"] = self.verdict
-        out["null_text"] = self.null_text
-        return out
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    f = float(value)
-    return f if math.isfinite(f) else None
-
-
-def headline_from_rows(
-    rows: Iterable[Row],
-    *,
-    model: str,
-    task: str,
-    select_split: str = "dev",
-    report_split: str = "test",
-    memorization_task: str | None = None,
-    operator: str | None = None,
-    extraction_seconds: float | None = None,
-    extraction_tokens: int | None = None,
-) -> Headline:
-    """Build a :class:`Headline` from the results table.
-
-    The steering setting (layer, operator, strength, unit) with the highest ``select_split``
-    accuracy of the real direction on ``task`` is chosen (ties: higher gold probability, then
-    smaller |strength|) and reported on ``report_split``. ``memorization_task`` defaults to the one
-    memorization-role task of the model, if exactly one.
-    """
-    checked = [r for r in check_rows(rows) if r["model"] == model]
-    if not checked:
-        raise LinsteerError(f"no results for model {model!r}")
-    if select_split == report_split:
-        raise LinsteerError(
-            f"select and report on different splits (both are {select_split!r}), or the gain is biased"
-        )
-    real_dev = [
-        r
-        for r in checked
-        if r["task"] == task
-        and r["split"] == select_split
-        and r["kind"] == "real"
-        and (operator is None or r["operator"] == operator)
-        and _num(r["accuracy"]) is not None
-    ]
-    if not real_dev:
-        raise LinsteerError(
-            f"no 'real' rows for {model!r} task {task!r} on split {select_split!r} to select from"
-        )
-    best = max(
-        real_dev,
-        key=lambda r: (float(r["accuracy"]), _num(r["gold_prob"]) or 0.0, -abs(float(r["strength"] or 0.0))),
-    )
-    key = (best["layer"], best["operator"], best["strength"], best["unit"])
-
-    def at(kind: str, task_name: str) -> list[Row]:
-        return [
-            r
-            for r in checked
-            if r["task"] == task_name
-            and r["split"] == report_split
-            and r["kind"] == kind
-            and (kind == "baseline" or (r["layer"], r["operator"], r["strength"], r["unit"]) == key)
-        ]
-
-    base = at("baseline", task)
-    real = at("real", task)
-    b = base[0] if base else None
-    r = real[0] if real else None
-    nulls = [d for d in (_num(n["delta"]) for n in at("null", task)) if d is not None]
-    delta = _num(r["delta"]) if r else None
-    null_below = null_p = null_lo = null_hi = None
-    if nulls and delta is not None:
-        tol = 1e-12
-        null_below = sum(1 for d in nulls if d < delta - tol)
-        null_p = (1 + sum(1 for d in nulls if d >= delta - tol)) / (len(nulls) + 1)
-        null_lo, null_hi = min(nulls), max(nulls)
-    if memorization_task is None:
-        mem_tasks = sorted({str(x["task"]) for x in checked if x["role"] == "memorization"})
-        memorization_task = mem_tasks[0] if len(mem_tasks) == 1 else None
-    mem = at("real", memorization_task)[0] if memorization_task and at("real", memorization_task) else None
-    return Headline(
-        model=model,
-        task=task,
-        split=report_split,
-        baseline_acc=_num(b["accuracy"]) if b else None,
-        baseline_lo=_num(b["ci_lo"]) if b else None,
-        baseline_hi=_num(b["ci_hi"]) if b else None,
-        best_layer=None if key[0] is None else int(key[0]),
-        best_operator=key[1],
-        best_strength=_num(key[2]),
-        steered_acc=_num(r["accuracy"]) if r else None,
-        steered_lo=_num(r["ci_lo"]) if r else None,
-        steered_hi=_num(r["ci_hi"]) if r else None,
-        delta=delta,
-        delta_lo=_num(r["delta_lo"]) if r else None,
-        delta_hi=_num(r["delta_hi"]) if r else None,
-        p_value=_num(r["p_value"]) if r else None,
-        null_count=len(nulls) or None,
-        null_below=null_below,
-        null_p=null_p,
-        null_lo=null_lo,
-        null_hi=null_hi,
-        memorization_task=memorization_task,
-        memorization_delta=_num(mem["delta"]) if mem else None,
-        memorization_lo=_num(mem["delta_lo"]) if mem else None,
-        memorization_hi=_num(mem["delta_hi"]) if mem else None,
-        ppl_base=_num(b["ppl"]) if b else None,
-        ppl_steered=_num(r["ppl"]) if r else None,
-        kl=_num(r["kl"]) if r else None,
-        extraction_seconds=extraction_seconds,
-        extraction_tokens=extraction_tokens,
-    )
+__all__ = ["write_report"]
 
 
 # --------------------------------------------------------------------------- file writing
-
-
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types; NaN/inf become None, numpy scalars/arrays plain numbers/lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(value.as_dict() if isinstance(value, Headline) else dataclasses.asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, str | bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):  # numpy / torch
-        return _jsonable(value.tolist())
-    if isinstance(value, Iterable):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "__float__"):
-        return _jsonable(float(value))
-    return str(value)
 
 
 def _slug(title: str, used: set[str]) -> str:
@@ -328,7 +59,7 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, float):
         return "" if not math.isfinite(value) else f"{value:.4g}"
     if isinstance(value, Mapping | list | tuple):
-        return json.dumps(_jsonable(value))
+        return json.dumps(jsonable(value))
     return str(value)
 
 
@@ -394,9 +125,9 @@ def _acc_ci(acc: float | None, lo: float | None, hi: float | None) -> str:
 def _delta_ci(delta: float | None, lo: float | None, hi: float | None) -> str:
     if delta is None:
         return "—"
-    text = _pts(delta)
+    text = signed_points(delta)
     if lo is not None and hi is not None:
-        text += f" [{_pts(lo)}, {_pts(hi)}]"
+        text += f" [{signed_points(lo)}, {signed_points(hi)}]"
     return text
 
 
@@ -491,7 +222,7 @@ def _settings_dl(settings: Mapping[str, Any]) -> str:
     out = ["<dl>"]
     for key, value in settings.items():
         if isinstance(value, Mapping | list | tuple):
-            text = f"<code>{html.escape(json.dumps(_jsonable(value), indent=None, sort_keys=False))}</code>"
+            text = f"<code>{html.escape(json.dumps(jsonable(value), indent=None, sort_keys=False))}</code>"
         else:
             text = html.escape(_cell_text(value))
         out.append(f"<dt>{html.escape(str(key))}</dt><dd>{text}</dd>")
@@ -547,8 +278,8 @@ def write_report(
         rows = [dict(r) for r in rows]
         slug = _slug(tab_title, used_tab)
         rel = f"tables/{slug}.csv"
-        _atomic_write(run_dir / rel, _csv(rows))
-        table_json[tab_title] = _jsonable(rows)
+        atomic_write(run_dir / rel, _csv(rows))
+        table_json[tab_title] = jsonable(rows)
         table_files[tab_title] = rel
         table_html.append(
             f'<section id="tab-{slug}"><h3>{html.escape(tab_title)}</h3>'
@@ -561,9 +292,9 @@ def write_report(
         "tables": table_json,
         "table_files": table_files,
         "figures": fig_entries,
-        "settings": _jsonable(settings),
+        "settings": jsonable(settings),
     }
-    _atomic_write(run_dir / "results.json", json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n")
+    atomic_write(run_dir / "results.json", json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
 
     def verdict_class(h: Headline) -> str:
         v = h.verdict
@@ -594,5 +325,5 @@ class, orthogonalised to the real direction), applied at the same layer, operato
 </main></body></html>
 """
     report = run_dir / "report.html"
-    _atomic_write(report, page)
+    atomic_write(report, page)
     return report

@@ -5,7 +5,10 @@ Operators (``d̂`` is the unit direction at the layer, ``s`` the strength of the
 - ``add``: ``h ← h + s·d̂``; with ``unit="norm"``, ``s`` is in units of the layer's typical
   residual norm (``SteeringVector.norms``), so one strength grid fits every layer;
 - ``project_scale``: ``h ← h + s·(h·d̂)·d̂`` (Hong et al.'s operator);
-- ``ablate``: ``h ← h − (h·d̂)·d̂`` on every row whose strength is non-zero.
+- ``ablate``: ``h ← h − (h·d̂)·d̂`` on every row whose strength is non-zero;
+- any function ``f(h, d̂, s) -> h'`` (float32 ``[B, T, d]``, ``[1|B, d]``, ``[B]``): your own
+  operator, applied at the same positions (the strength is passed raw: with ``unit="norm"``,
+  already multiplied by the layer's residual norm).
 
 Layer ``L`` is the output of block ``L``: the same point :func:`read_activations` reads, so a
 vector read at ``L`` is applied at ``L``. Positions are absolute token positions (the prompt is
@@ -29,8 +32,10 @@ from linsteer.directions import SteeringVector, check_compatible
 from linsteer.errors import LinsteerError
 from linsteer.layers import check_layers, hidden_of, with_hidden
 from linsteer.models import LoadedModel
+from linsteer.setting import check_unit, strength_scale
 
-Operator = Literal["add", "project_scale", "ablate"]
+OperatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Operator = Literal["add", "project_scale", "ablate"] | OperatorFn
 Positions = Literal["all", "prompt", "generated"] | tuple[int, ...]
 OPERATORS = ("add", "project_scale", "ablate")
 
@@ -47,12 +52,11 @@ class Steer:
     positions: Positions = "all"
 
     def __post_init__(self) -> None:
-        if self.operator not in OPERATORS:
+        if not callable(self.operator) and self.operator not in OPERATORS:
             raise LinsteerError(
-                f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)}"
+                f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)} or a function"
             )
-        if self.unit not in ("raw", "norm"):
-            raise LinsteerError(f"unknown strength unit {self.unit!r}; use 'raw' or 'norm'")
+        check_unit(self.unit, ("raw", "norm"))
         if not (self.positions in ("all", "prompt", "generated") or isinstance(self.positions, tuple)):
             raise LinsteerError(
                 f"unknown positions {self.positions!r}; use all, prompt, generated or indices"
@@ -63,19 +67,42 @@ class Steer:
 
 @dataclass
 class _Step:
-    """What the current forward call covers, set by the model's pre-hook."""
+    """What the current forward call covers, set once per forward by the model's pre-hook.
 
-    past: int = 0
-    length: int = 0
-    token_mask: torch.Tensor | None = None  # [B, length] 1 = real token
+    ``keep`` is the position mask ``[B, T]`` on the input's device (None: every position of every
+    row is steered, so a block hook is a plain add); ``on`` caches it per block device."""
+
+    length: int = -1
+    keep: torch.Tensor | None = None
+    skip: bool = False  # no position of this forward is steered
+    on: dict[torch.device, torch.Tensor] = field(default_factory=dict)
+
+    def keep_on(self, device: torch.device) -> torch.Tensor | None:
+        if self.keep is None:
+            return None
+        if device not in self.on:
+            self.on[device] = self.keep.to(device, non_blocking=True)
+        return self.on[device]
 
 
 @dataclass
 class _PromptState:
     length: int | None = None  # padded prompt length P: absolute positions < P are the prompt
     ids: torch.Tensor | None = None
-    pads: torch.Tensor | None = None  # [B] left-padding count of each row
+    pads: torch.Tensor | None = None  # [B] left-padding count of each row (on the input's device)
     total: int = 0  # tokens seen so far (for models without a mask or cache position)
+
+
+@dataclass(frozen=True)
+class _LayerConst:
+    """Per-layer constants on the block's own device and dtype, built once per ``set_rows``."""
+
+    units: torch.Tensor  # [1|B, d] unit directions, float32
+    strengths: torch.Tensor  # [1|B] raw strengths (x norm for unit="norm" add), float32
+    delta: torch.Tensor  # [1|B, 1, d] strengths x units in the block's dtype (the add operator)
+    rows: int | None  # None: one strength for every row; else the batch size it was built for
+    dtype: torch.dtype
+    device_index: int  # torch.Tensor.get_device() of the block's tensors (-1: CPU)
 
 
 def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> torch.Tensor | None:
@@ -85,9 +112,37 @@ def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> t
     return value if isinstance(value, torch.Tensor) else None
 
 
+def _block_place(block: torch.nn.Module) -> tuple[torch.device, torch.dtype] | None:
+    for param in block.parameters():
+        if param.is_floating_point():
+            return param.device, param.dtype
+    return None
+
+
+def _past_length(args: tuple[Any, ...], kwargs: dict[str, Any], length: int, total: int) -> int:
+    """Tokens before this call, read from host-side shapes where possible (no device sync)."""
+    mask = kwargs.get("attention_mask")
+    cache = kwargs.get("past_key_values", kwargs.get("cache"))
+    cache_position = kwargs.get("cache_position")
+    if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+        return int(mask.shape[1]) - length
+    if cache is not None and hasattr(cache, "get_seq_length"):
+        return int(cache.get_seq_length())
+    if isinstance(cache_position, torch.Tensor) and cache_position.numel() > 0:
+        return int(cache_position.reshape(-1)[0])
+    if kwargs.get("state") is not None:  # RWKV-style recurrent state
+        return total
+    return 0
+
+
 @dataclass
 class SteeringHandle:
-    """Live hooks of one :class:`Steer` on one model. ``remove()`` undoes everything."""
+    """Live hooks of one :class:`Steer` on one model. ``remove()`` undoes everything.
+
+    The hooks never synchronise with the device: per-layer constants are built once per
+    :meth:`set_rows` on each block's device and dtype (so models split over devices work), the
+    position mask once per forward, and with ``positions="all"`` and no padding a block hook is a
+    single add."""
 
     lm: LoadedModel
     spec: Steer
@@ -96,12 +151,15 @@ class SteeringHandle:
     _prompt: _PromptState = field(default_factory=_PromptState)
     _rows: torch.Tensor | None = None  # per-row strengths [B] (None: the spec's scalar)
     _row_vectors: tuple[SteeringVector, ...] | None = None
-    _units: dict[tuple[int, Any, Any], torch.Tensor] = field(default_factory=dict)
+    _consts: dict[tuple[int, torch.device, torch.dtype], _LayerConst] = field(default_factory=dict)
     _scalar: float = 0.0
+    _active: bool = False  # some strength is non-zero (known on the host, no sync needed)
+    _layers: list[int] = field(default_factory=list)
+    _hot: dict[int, _LayerConst] = field(default_factory=dict)  # each layer's last constants
 
     def __post_init__(self) -> None:
         spec = self.spec
-        layers = check_layers(list(spec.layers), self.lm.n_layers)
+        self._layers = layers = check_layers(list(spec.layers), self.lm.n_layers)
         vectors = spec.vector if isinstance(spec.vector, tuple) else (spec.vector,)
         for vec in vectors:
             check_compatible(vec, self.lm.hidden_size, self.lm.name)
@@ -127,9 +185,11 @@ class SteeringHandle:
         if isinstance(strengths, (int, float)):
             self._rows = None
             self._scalar = float(strengths)
+            self._active = self._scalar != 0.0
         else:
             self._rows = torch.as_tensor(list(strengths) if not isinstance(strengths, torch.Tensor)
-                                         else strengths, dtype=torch.float32).reshape(-1)
+                                         else strengths.detach().cpu(), dtype=torch.float32).reshape(-1)
+            self._active = bool((self._rows != 0).any())
         if vectors is not None:
             vectors = tuple(vectors)
             if self._rows is not None and len(vectors) != len(self._rows):
@@ -139,7 +199,11 @@ class SteeringHandle:
             for vec in vectors:
                 check_compatible(vec, self.lm.hidden_size, self.lm.name)
         self._row_vectors = tuple(vectors) if vectors is not None else None
-        self._units.clear()
+        self._consts, self._hot = {}, {}
+        for layer in self._layers:
+            place = _block_place(self.lm.blocks.modules[layer])
+            if place is not None:
+                self._const(layer, *place)
 
     def reset(self) -> None:
         """Forget the prompt: the next forward without a cache starts a new one."""
@@ -150,6 +214,33 @@ class SteeringHandle:
             hook.remove()
         self._hooks.clear()
 
+    # ---- constants -----------------------------------------------------------------------
+    def _const(self, layer: int, device: torch.device, dtype: torch.dtype) -> _LayerConst:
+        key = (layer, device, dtype)
+        if key not in self._consts:
+            if self._row_vectors is not None:
+                vectors = self._row_vectors
+                units = torch.stack([v.unit(layer) for v in vectors])
+            else:
+                vec = self.spec.vector
+                assert isinstance(vec, SteeringVector)
+                vectors = (vec,)
+                units = vec.unit(layer).unsqueeze(0)
+            # the one norm rule (setting.strength_scale): raw strength = strength x scale
+            scales = torch.tensor([strength_scale(v, layer, self.spec.operator, self.spec.unit)
+                                   for v in vectors], dtype=torch.float32)
+            rows = self._rows if self._rows is not None else torch.tensor([self._scalar])
+            rows = rows * scales
+            units = units.float()
+            delta = (rows.unsqueeze(1) * units).to(dtype)
+            on = delta.to(device)
+            self._consts[key] = _LayerConst(
+                units.to(device), rows.float().to(device), on.unsqueeze(1),
+                None if self._rows is None and self._row_vectors is None else
+                len(self._rows if self._rows is not None else units), dtype, on.get_device())
+            self._hot[layer] = self._consts[key]
+        return self._consts[key]
+
     # ---- hooks ---------------------------------------------------------------------------
     def _pre_hook(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = _first_tensor(args, kwargs, "input_ids")
@@ -157,20 +248,10 @@ class SteeringHandle:
         ref = ids if ids is not None else embeds
         if ref is None:
             return
-        length = int(ref.shape[1])
+        batch, length = int(ref.shape[0]), int(ref.shape[1])
         mask = kwargs.get("attention_mask")
-        cache_position = kwargs.get("cache_position")
-        cache = kwargs.get("past_key_values", kwargs.get("cache"))
-        if isinstance(cache_position, torch.Tensor) and cache_position.numel() > 0:
-            past = int(cache_position.reshape(-1)[0])
-        elif isinstance(mask, torch.Tensor) and mask.dim() == 2:
-            past = int(mask.shape[1]) - length
-        elif cache is not None and hasattr(cache, "get_seq_length"):
-            past = int(cache.get_seq_length())
-        elif kwargs.get("state") is not None:  # RWKV-style recurrent state
-            past = self._prompt.total
-        else:
-            past = 0
+        mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        past = _past_length(args, kwargs, length, self._prompt.total)
         prompt = self._prompt
         if past == 0:
             continuing = (
@@ -178,35 +259,34 @@ class SteeringHandle:
                 and prompt.ids is not None
                 and prompt.length is not None
                 and ids.shape[0] == prompt.ids.shape[0]
-                and length >= prompt.length
+                and length > prompt.length
                 and bool((ids[:, : prompt.length] == prompt.ids.to(ids.device)).all())
             )
             if not continuing:  # a new prompt (a no-cache generate step recomputes the old one)
-                pads = torch.zeros(int(ref.shape[0]), dtype=torch.long)
-                if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-                    pads = (mask[:, :length] == 0).sum(dim=1).cpu()
+                pads = None if mask is None else (mask[:, :length] == 0).sum(dim=1)
                 self._prompt = _PromptState(length, None if ids is None else ids.detach(), pads)
         self._prompt.total = past + length
-        token_mask = None
-        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-            token_mask = mask[:, past : past + length]
-        self._step = _Step(past=past, length=length, token_mask=token_mask)
+        keep = self._keep(batch, past, length, mask, ref.device)
+        self._step = _Step(length, keep if isinstance(keep, torch.Tensor) else None,
+                           skip=keep is False)
 
-    def _post_hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        self._step = _Step()
-
-    def _position_mask(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
-        step = self._step if self._step.length == length else _Step(0, length, None)
-        positions = torch.arange(step.past, step.past + length, device=device)
+    def _keep(self, batch: int, past: int, length: int, mask: torch.Tensor | None,
+              device: torch.device) -> torch.Tensor | bool | None:
+        """The ``[B, T]`` mask of positions to steer in this forward; None: all of them, False:
+        none of them."""
         prompt_len = self._prompt.length if self._prompt.length is not None else length
         spec_pos = self.spec.positions
-        if spec_pos == "all":
-            keep = torch.ones((batch, length), dtype=torch.bool, device=device)
-        elif spec_pos == "prompt":
-            keep = (positions < prompt_len).expand(batch, length)
-        elif spec_pos == "generated":
-            keep = (positions >= prompt_len).expand(batch, length)
-        else:
+        keep: torch.Tensor | None = None
+        if spec_pos in ("prompt", "generated"):
+            first_gen = prompt_len - past  # index of the first generated position in this call
+            if (spec_pos == "prompt" and first_gen <= 0) or (spec_pos == "generated" and first_gen >= length):
+                return False
+            if 0 < first_gen < length:
+                positions = torch.arange(past, past + length, device=device)
+                inside = positions < prompt_len if spec_pos == "prompt" else positions >= prompt_len
+                keep = inside.expand(batch, length)
+        elif isinstance(spec_pos, tuple):
+            positions = torch.arange(past, past + length, device=device)
             pads = self._prompt.pads
             pads = pads.to(device) if pads is not None and len(pads) == batch else torch.zeros(
                 batch, dtype=torch.long, device=device)
@@ -214,59 +294,47 @@ class SteeringHandle:
             for index in spec_pos:
                 absolute = pads + index if index >= 0 else torch.full_like(pads, prompt_len + index)
                 keep |= positions.unsqueeze(0) == absolute.unsqueeze(1)
-        if step.token_mask is not None and step.token_mask.shape == (batch, length):
-            keep = keep & step.token_mask.to(device).bool()
+        # A one-token decoding step is a real token (generate appends ones to the mask); a
+        # longer call, or any call with a CPU mask, uses the mask itself.
+        if mask is not None and (length > 1 or mask.device.type == "cpu"):
+            token_mask = mask[:, past: past + length].to(device).bool()
+            keep = token_mask if keep is None else keep & token_mask
         return keep
 
-    def _unit_rows(self, layer: int, batch: int, device: torch.device) -> torch.Tensor:
-        """Unit directions as ``[1, d]`` (one vector) or ``[B, d]`` (a vector per row)."""
-        key = (layer, device, batch if self._row_vectors is not None else None)
-        if key not in self._units:
-            if self._row_vectors is not None:
-                if len(self._row_vectors) != batch:
-                    raise LinsteerError(
-                        f"{len(self._row_vectors)} row vectors for a batch of {batch} rows"
-                    )
-                units = torch.stack([v.unit(layer) for v in self._row_vectors])
-            else:
-                vec = self.spec.vector
-                assert isinstance(vec, SteeringVector)
-                units = vec.unit(layer).unsqueeze(0)
-            self._units[key] = units.to(device)
-        return self._units[key]
-
-    def _strengths(self, layer: int, batch: int, device: torch.device) -> torch.Tensor:
-        if self._rows is None:
-            rows = torch.full((batch,), self._scalar, device=device)
-        elif len(self._rows) != batch:
-            raise LinsteerError(
-                f"{len(self._rows)} row strengths for a batch of {batch} rows; "
-                "give one strength per row"
-            )
-        else:
-            rows = self._rows.to(device)
-        if self.spec.unit == "norm" and self.spec.operator == "add":
-            if self._row_vectors is not None:
-                scale = torch.tensor([v.norms[layer] for v in self._row_vectors], device=device)
-            else:
-                vec = self.spec.vector
-                assert isinstance(vec, SteeringVector)
-                scale = torch.tensor(vec.norms[layer], device=device)
-            rows = rows * scale
-        return rows
+    def _post_hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self._step = _Step()
 
     def _block_hook(self, layer: int) -> Callable[[torch.nn.Module, Any, Any], Any]:
+        add = self.spec.operator == "add"
+
         def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
-            hidden = hidden_of(output)
-            batch, length, _ = hidden.shape
-            device = hidden.device
-            strengths = self._strengths(layer, batch, device)
-            keep = self._position_mask(batch, length, device) & (strengths != 0).unsqueeze(1)
-            if not bool(keep.any()):
+            if not self._active:
                 return output
-            units = self._unit_rows(layer, batch, device)  # [1|B, d]
-            new_hidden = apply_operator(hidden, units, strengths, self.spec.operator, keep)
-            return with_hidden(output, new_hidden)
+            hidden = output if type(output) is torch.Tensor else hidden_of(output)
+            batch, length = hidden.shape[0], hidden.shape[1]
+            step = self._step
+            keep = None
+            if step.length == length:  # else a block called outside a model forward: all positions
+                if step.skip:
+                    return output
+                if step.keep is not None:
+                    keep = step.keep_on(hidden.device)
+            const = self._hot.get(layer)
+            if const is None or const.dtype is not hidden.dtype or const.device_index != hidden.get_device():
+                const = self._const(layer, hidden.device, hidden.dtype)
+            if const.rows is not None and const.rows != batch:
+                what = "strengths" if self._rows is not None and len(self._rows) != batch else "vectors"
+                raise LinsteerError(
+                    f"{const.rows} row {what} for a batch of {batch} rows; give one per row"
+                )
+            if add:
+                steered = hidden + const.delta
+                if keep is not None:
+                    steered = torch.where(keep.unsqueeze(-1), steered, hidden)
+            else:
+                steered = apply_operator(hidden, const.units, const.strengths, self.spec.operator,
+                                         keep)
+            return steered if output is hidden else with_hidden(output, steered)
 
         return hook
 
@@ -275,22 +343,34 @@ def apply_operator(
     hidden: torch.Tensor,
     units: torch.Tensor,
     strengths: torch.Tensor,
-    operator: str,
-    keep: torch.Tensor,
+    operator: Operator | str,
+    keep: torch.Tensor | None,
 ) -> torch.Tensor:
     """Steer ``hidden`` ``[B, T, d]`` along ``units`` (``[1|B, d]``, unit norm) by ``strengths``
-    ``[B]`` (already in raw units) at the positions where ``keep`` ``[B, T]`` is true. The
-    arithmetic is float32; positions not kept are returned bit-identical."""
+    ``[1|B]`` (already in raw units) at the positions where ``keep`` ``[B, T]`` is true (None:
+    everywhere). ``add`` adds ``strengths x units`` rounded to the hidden dtype (one add, exactly
+    what the steering hooks do); the projections are computed in float32. Rows of strength 0
+    and positions not kept are returned bit-identical. Never synchronises with the device."""
     batch = hidden.shape[0]
-    h = hidden.float()
-    if operator == "add":
-        delta = (strengths.unsqueeze(1) * units).unsqueeze(1)  # [B, 1, d]
+    units = units.to(hidden.device, torch.float32)
+    strengths = strengths.to(hidden.device, torch.float32)
+    if callable(operator):
+        steered = operator(hidden.float(), units, strengths).to(hidden.dtype)
+    elif operator == "add":
+        delta = (strengths.unsqueeze(1) * units).to(hidden.dtype).unsqueeze(1)  # [B, 1, d]
+        steered = hidden + delta
     else:
+        h = hidden.float()
         coef = torch.einsum("btd,bd->bt", h, units.expand(batch, -1))
-        scale = strengths if operator == "project_scale" else -torch.ones_like(strengths)
+        # ablate: every row whose strength is non-zero
+        scale = strengths if operator == "project_scale" else -(strengths != 0).to(torch.float32)
         delta = (scale.unsqueeze(1) * coef).unsqueeze(-1) * units.unsqueeze(1)
-    steered = (h + delta).to(hidden.dtype)
-    return torch.where(keep.unsqueeze(-1), steered, hidden)
+        steered = (h + delta).to(hidden.dtype)
+        zero = (scale == 0).view(-1, 1, 1)  # strength-0 rows stay bit-identical
+        steered = torch.where(zero, hidden, steered)
+    if keep is not None:
+        steered = torch.where(keep.to(hidden.device).unsqueeze(-1), steered, hidden)
+    return steered
 
 
 def apply_steering(lm: LoadedModel, spec: Steer) -> SteeringHandle:

@@ -9,16 +9,16 @@ stored and ends with exactly the rows of an uninterrupted run: no lost and no du
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from linsteer.errors import LinsteerError
+from linsteer.io import write_csv, write_json
+from linsteer.setting import SettingKey
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,24 +49,12 @@ CREATE TABLE IF NOT EXISTS phases (
 """
 
 
-@dataclass(frozen=True)
-class CellKey:
-    """One steering configuration evaluated on one task split."""
+class TaskSplit(NamedTuple):
+    """Where settings were evaluated: one split of one task."""
 
-    model: str
     task: str
     role: str
     split: str
-    kind: str
-    seed: int
-    layer: int | None
-    operator: str | None
-    strength: float | None
-    unit: str
-    source: str = ""  # which vector (extraction method or file) the direction came from
-
-    def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -82,26 +70,20 @@ class ItemRow:
 
 
 @dataclass(frozen=True)
-class NeutralRow:
-    """Side effects on neutral text of one configuration."""
+class SideEffect:
+    """Side effects on neutral text of one setting."""
 
-    model: str
-    kind: str
-    seed: int
-    layer: int | None
-    operator: str | None
-    strength: float | None
-    unit: str
     ppl: float
     kl: float
     tokens: int
-    source: str = ""
 
-    def key(self) -> str:
-        d = asdict(self)
-        for k in ("ppl", "kl", "tokens"):
-            d.pop(k)
-        return json.dumps(d, sort_keys=True)
+
+def cell_key(model: str, place: TaskSplit, setting: SettingKey) -> str:
+    return json.dumps({"model": model, **place._asdict(), **setting._asdict()}, sort_keys=True)
+
+
+def neutral_key(model: str, setting: SettingKey) -> str:
+    return json.dumps({"model": model, **setting._asdict()}, sort_keys=True)
 
 
 class ResultStore:
@@ -154,23 +136,24 @@ class ResultStore:
     def write_group(
         self,
         group_key: str,
-        cells: Sequence[tuple[CellKey, Sequence[ItemRow]]],
+        model: str,
+        cells: Sequence[tuple[TaskSplit, SettingKey, Sequence[ItemRow]]],
         *,
-        neutral: Sequence[NeutralRow] = (),
+        neutral: Sequence[tuple[SettingKey, SideEffect]] = (),
         seconds: float,
         tokens: int,
         flops: float,
     ) -> None:
         """Store every cell of a group in one transaction (all or nothing)."""
         share = 1.0 / max(1, len(cells) + len(neutral))
-        n_rows = sum(len(rows) for _, rows in cells)
+        n_rows = sum(len(rows) for _, _, rows in cells)
         with self._transaction():
-            for cell, rows in cells:
-                key = cell.key()
+            for place, setting, rows in cells:
+                key = cell_key(model, place, setting)
                 self.db.execute(
                     "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (key, group_key, cell.model, cell.task, cell.role, cell.split, cell.kind,
-                     cell.seed, cell.layer, cell.operator, cell.strength, cell.unit, cell.source,
+                    (key, group_key, model, *place, setting.kind, setting.seed, setting.layer,
+                     setting.operator, setting.strength, setting.unit, setting.source,
                      seconds * share, int(tokens * share), flops * share),
                 )
                 self.db.executemany(
@@ -178,12 +161,11 @@ class ResultStore:
                     [(key, r.item_id, r.prediction, r.gold, int(r.correct), int(r.extracted),
                       r.n_tokens, r.gold_prob, r.margin) for r in rows],
                 )
-            for nrow in neutral:
+            for setting, effect in neutral:
                 self.db.execute(
                     "INSERT INTO neutral VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (nrow.key(), group_key, nrow.model, nrow.kind, nrow.seed, nrow.layer,
-                     nrow.operator, nrow.strength, nrow.unit, nrow.source, nrow.ppl, nrow.kl,
-                     nrow.tokens),
+                    (neutral_key(model, setting), group_key, model, *setting, effect.ppl,
+                     effect.kl, effect.tokens),
                 )
             self.db.execute("INSERT INTO groups VALUES (?,?,?,?,?)",
                             (group_key, seconds, tokens, flops, n_rows))
@@ -256,34 +238,10 @@ class ResultStore:
         ]
         payload = {"cells": self.cells(), "neutral": self.neutral_rows(), "phases": self.phases(),
                    "items": item_rows}
-        written.append(write_json(folder / "store.json", payload))
+        written.append(write_json(folder / "store.json", payload, indent=1))
         return written
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_json(path: Path, payload: Any) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(payload), indent=1, allow_nan=False, default=str))
-    tmp.replace(path)
-    return path
-
-
-def write_csv(path: Path, rows: Iterable[dict[str, Any]], fields: Sequence[str] | None = None) -> Path:
-    rows = list(rows)
-    header = list(fields) if fields is not None else (list(rows[0]) if rows else [])
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-    return path
+def store_path(run_dir: str | Path) -> Path:
+    """The results store of a run directory."""
+    return Path(run_dir) / "results.sqlite"

@@ -12,80 +12,172 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict
 
-from linsteer.stats import holm, mcnemar_exact, null_rank, paired_diff_ci, proportion
+from linsteer.errors import LinsteerError
+from linsteer.multiplicity import holm, null_rank
+from linsteer.setting import SettingKey
+from linsteer.stats import mcnemar_exact, paired_diff_ci, proportion
 from linsteer.store import ItemRow, ResultStore
 
-Row = dict[str, Any]
+Row = Mapping[str, Any]  # a results-table row as read: a CellRow, or any mapping with its keys
+
+REQUIRED_KEYS: tuple[str, ...] = (
+    "model",
+    "task",
+    "role",
+    "split",
+    "kind",
+    "seed",
+    "layer",
+    "operator",
+    "strength",
+    "unit",
+    "n",
+    "accuracy",
+    "ci_lo",
+    "ci_hi",
+    "gold_prob",
+    "delta",
+    "delta_lo",
+    "delta_hi",
+    "p_value",
+    "format_failures",
+    "mean_tokens",
+    "ppl",
+    "kl",
+    "seconds",
+    "tokens",
+    "flops",
+)
+KINDS: tuple[str, ...] = ("baseline", "real", "null", "shuffled", "negated", "isotropic")
 
 
-def _setting_key(cell: Row) -> tuple[Any, ...]:
-    return (cell["model"], cell["layer"], cell["operator"], cell["strength"], cell["unit"], cell["source"])
+def check_rows(rows: Iterable[Row]) -> list[Row]:
+    """Validate results-table rows: every required key present; one-line error naming the first gap."""
+    out = list(rows)
+    for i, row in enumerate(out):
+        missing = [k for k in REQUIRED_KEYS if k not in row]
+        if missing:
+            raise LinsteerError(
+                f"results row {i} is missing key {missing[0]!r} (required: {', '.join(missing)})"
+            )
+        if row["kind"] not in KINDS:
+            raise LinsteerError(
+                f"results row {i} has unknown kind {row['kind']!r}; use one of {', '.join(KINDS)}"
+            )
+    return out
 
 
-def summarize(store: ResultStore) -> list[Row]:
-    """One row per stored cell, with the keys of :data:`linsteer.plots.REQUIRED_KEYS` and more."""
+class CellRow(TypedDict):
+    """One row of the results table: a (model, task, split, setting) cell and its statistics."""
+
+    model: str
+    task: str
+    role: str
+    split: str
+    kind: str
+    seed: int
+    layer: int | None
+    operator: str | None
+    strength: float | None
+    unit: str
+    source: str
+    seconds: float
+    tokens: int
+    flops: float
+    n: int
+    accuracy: float
+    ci_lo: float
+    ci_hi: float
+    gold_prob: float | None
+    format_failures: int
+    mean_tokens: float | None
+    delta: float | None
+    delta_lo: float | None
+    delta_hi: float | None
+    p_value: float | None
+    gold_prob_delta: float | None
+    gold_prob_lo: float | None
+    gold_prob_hi: float | None
+    gold_prob_p: float | None
+    ppl: float | None
+    kl: float | None
+    null_p: float | None
+    null_n: int | None
+    p_holm: float | None
+    cells_tried: int | None
+
+
+def summarize(store: ResultStore) -> list[CellRow]:
+    """One row per stored cell, with the keys of :data:`REQUIRED_KEYS` and more."""
     cells = store.cells()
-    neutral = {(n["model"], n["kind"], n["seed"], n["layer"], n["operator"], n["strength"], n["unit"],
-                n["source"]): n for n in store.neutral_rows()}
+    neutral = {(n["model"], SettingKey.of_row(n)): n for n in store.neutral_rows()}
     items: dict[str, list[ItemRow]] = {c["cell_key"]: store.item_rows(c["cell_key"]) for c in cells}
     baselines = {(c["model"], c["task"], c["split"]): c for c in cells if c["kind"] == "baseline"}
-    rows: list[Row] = []
+    rows: list[CellRow] = []
     for cell in cells:
         mine = items[cell["cell_key"]]
         prop = proportion([r.correct for r in mine])
         base_cell = baselines.get((cell["model"], cell["task"], cell["split"]))
-        row: Row = {k: cell[k] for k in ("model", "task", "role", "split", "kind", "seed", "layer",
-                                          "operator", "strength", "unit", "source", "seconds", "tokens",
-                                          "flops")}
         probs = [r.gold_prob for r in mine if r.gold_prob is not None]
-        row.update(n=prop.n, accuracy=prop.p, ci_lo=prop.lo, ci_hi=prop.hi,
-                   gold_prob=sum(probs) / len(probs) if probs else None,
-                   format_failures=sum(not r.extracted for r in mine),
-                   mean_tokens=(sum(r.n_tokens for r in mine) / len(mine)
-                                if any(r.n_tokens for r in mine) else None),
-                   delta=None, delta_lo=None, delta_hi=None, p_value=None,
-                   gold_prob_delta=None, gold_prob_lo=None, gold_prob_hi=None, gold_prob_p=None)
+        side = neutral.get((cell["model"], SettingKey.of_row(cell)))
+        row = CellRow(
+            model=cell["model"], task=cell["task"], role=cell["role"], split=cell["split"],
+            kind=cell["kind"], seed=cell["seed"], layer=cell["layer"], operator=cell["operator"],
+            strength=cell["strength"], unit=cell["unit"], source=cell["source"],
+            seconds=cell["seconds"], tokens=cell["tokens"], flops=cell["flops"],
+            n=prop.n, accuracy=prop.p, ci_lo=prop.lo, ci_hi=prop.hi,
+            gold_prob=sum(probs) / len(probs) if probs else None,
+            format_failures=sum(not r.extracted for r in mine),
+            mean_tokens=(sum(r.n_tokens for r in mine) / len(mine)
+                         if any(r.n_tokens for r in mine) else None),
+            delta=None, delta_lo=None, delta_hi=None, p_value=None,
+            gold_prob_delta=None, gold_prob_lo=None, gold_prob_hi=None, gold_prob_p=None,
+            ppl=side["ppl"] if side else None, kl=side["kl"] if side else None,
+            null_p=None, null_n=None, p_holm=None, cells_tried=None)
         if cell["kind"] != "baseline" and base_cell is not None:
             base = {r.item_id: r for r in items[base_cell["cell_key"]]}
             pairs = [(base[r.item_id], r) for r in mine if r.item_id in base]
             test = mcnemar_exact([b.correct for b, _ in pairs], [s.correct for _, s in pairs])
-            row.update(delta=test.diff, delta_lo=test.diff_lo, delta_hi=test.diff_hi,
-                       p_value=test.p_value)
+            row["delta"], row["delta_lo"], row["delta_hi"] = test.diff, test.diff_lo, test.diff_hi
+            row["p_value"] = test.p_value
             gp = [(b.gold_prob, s.gold_prob) for b, s in pairs
                   if b.gold_prob is not None and s.gold_prob is not None]
             if len(gp) >= 2:
                 diff = paired_diff_ci([b for b, _ in gp], [s for _, s in gp], n_boot=1000, n_perm=2000)
-                row.update(gold_prob_delta=diff.mean_diff, gold_prob_lo=diff.lo,
-                           gold_prob_hi=diff.hi, gold_prob_p=diff.p_value)
-        side = neutral.get((cell["model"], cell["kind"], cell["seed"], cell["layer"],
-                            cell["operator"], cell["strength"], cell["unit"], cell["source"]))
-        row["ppl"] = side["ppl"] if side else None
-        row["kl"] = side["kl"] if side else None
+                row["gold_prob_delta"], row["gold_prob_p"] = diff.mean_diff, diff.p_value
+                row["gold_prob_lo"], row["gold_prob_hi"] = diff.lo, diff.hi
         rows.append(row)
     _add_null_ranks(rows)
     _add_holm(rows)
     return rows
 
 
-def _add_null_ranks(rows: list[Row]) -> None:
+def _null_cell(row: Row) -> tuple[Any, ...]:
+    """The cell a direction shares with its null controls: same task, split, model and setting
+    but for kind and seed."""
+    return (row["task"], row["split"], row["model"], *SettingKey.of_row(row).where())
+
+
+def _add_null_ranks(rows: list[CellRow]) -> None:
     """For each real cell: its effect's place among the null directions of the same cell."""
     nulls: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     for r in rows:
         if r["kind"] == "null" and r["gold_prob_delta"] is not None:
-            nulls[(r["task"], r["split"], *_setting_key(r))].append(r["gold_prob_delta"])
+            nulls[_null_cell(r)].append(r["gold_prob_delta"])
     for r in rows:
         r["null_p"] = None
         r["null_n"] = None
-        key = (r["task"], r["split"], *_setting_key(r))
+        key = _null_cell(r)
         if r["kind"] == "real" and r["gold_prob_delta"] is not None and nulls.get(key):
             rank = null_rank(r["gold_prob_delta"], nulls[key])
             r["null_p"] = rank.p_two_sided
             r["null_n"] = len(nulls[key])
 
 
-def _add_holm(rows: list[Row]) -> None:
+def _add_holm(rows: list[CellRow]) -> None:
     real = [r for r in rows if r["kind"] == "real" and r["p_value"] is not None
             and not math.isnan(r["p_value"])]
     for r in rows:
@@ -93,11 +185,11 @@ def _add_holm(rows: list[Row]) -> None:
         r["cells_tried"] = None
     if not real:
         return
-    groups: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[CellRow]] = defaultdict(list)
     for r in real:
         groups[(r["task"], r["split"], r["source"])].append(r)
     for group in groups.values():
-        adjusted = holm([r["p_value"] for r in group])
+        adjusted = holm([float(r["p_value"] or 0.0) for r in group])  # all set (see above)
         for r, p in zip(group, adjusted.adjusted, strict=True):
             r["p_holm"] = float(p)
             r["cells_tried"] = adjusted.n_tests

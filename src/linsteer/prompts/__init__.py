@@ -1,5 +1,6 @@
 """Prompt data for linsteer: contrast sets, benchmarks, built-in tasks and prompt formats."""
 
+from linsteer.prompts.balance import LengthMatch, length_matched, sample_balanced
 from linsteer.prompts.benchmarks import (
     KNOWN_BENCHMARKS,
     load_benchmark,
@@ -10,14 +11,11 @@ from linsteer.prompts.benchmarks import (
     normalize_number,
 )
 from linsteer.prompts.contrast import (
-    LengthMatch,
     MMLUProSplitRule,
     builtin_contrast,
     dataset_contrast,
-    length_matched,
     load_user_contrast,
     mmlu_pro_contrast,
-    sample_balanced,
     split_mmlu_pro,
 )
 from linsteer.prompts.formats import (

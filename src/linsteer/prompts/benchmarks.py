@@ -17,14 +17,23 @@ Published formats understood:
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from linsteer.answers import normalise_number
 from linsteer.errors import LinsteerError
 from linsteer.prompts.items import GenItem, MCItem
+from linsteer.prompts.rows import (
+    Row,
+    _field,
+    _jsonl_rows,
+    _one_line,
+    _require_file,
+    _str_field,
+    _table_rows,
+)
 
 KNOWN_BENCHMARKS: tuple[str, ...] = ("gsm8k", "mgsm", "mmlu_pro", "gsm_symbolic", "popqa")
 
@@ -38,104 +47,13 @@ _HUB: dict[str, tuple[str, str | None]] = {
 
 _LETTERS = "ABCDEFGHIJKLMNOP"
 
-Row = Mapping[str, Any]
-
-
-def _one_line(exc: BaseException | str) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def normalize_number(text: str) -> str:
-    """Normalise a numeric final answer: drop commas, ``$``, spaces, a trailing period,
-    and write integral values without a decimal part (``"1,000.0"`` -> ``"1000"``)."""
-    t = text.strip().replace(",", "").replace("$", "").replace(" ", "").rstrip(".")
-    try:
-        v = float(t)
-    except ValueError:
-        return text.strip()
-    if v.is_integer() and "e" not in t.lower():
-        return str(int(v))
-    return t
-
-
-# --------------------------------------------------------------------------- readers
-
-
-def _require_file(name: str, path: Path) -> None:
-    if not path.exists():
-        raise LinsteerError(
-            f"{name}: file not found: {path}; pass the path of a local copy in the published format"
-        )
-    if not path.is_file():
-        raise LinsteerError(f"{name}: {path} is not a file; pass a file path")
-
-
-def _jsonl_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LinsteerError(
-                    f"{name}: {path} line {lineno}: invalid JSON ({_one_line(e)}); "
-                    "fix or remove that line"
-                ) from None
-            if not isinstance(row, dict):
-                raise LinsteerError(
-                    f"{name}: {path} line {lineno}: expected a JSON object, got "
-                    f"{type(row).__name__}; fix or remove that line"
-                )
-            yield lineno, row
-
-
-def _delimited_rows(name: str, path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        try:
-            for row in reader:
-                if None in row:
-                    raise LinsteerError(
-                        f"{name}: {path} line {reader.line_num}: more columns than the header; "
-                        "fix that line"
-                    )
-                yield reader.line_num, row
-        except csv.Error as e:
-            raise LinsteerError(
-                f"{name}: {path} line {reader.line_num}: malformed row ({_one_line(e)}); "
-                "fix that line"
-            ) from None
-
-
-def _table_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return _jsonl_rows(name, path)
-    if suffix == ".tsv":
-        return _delimited_rows(name, path, "\t")
-    if suffix == ".csv":
-        return _delimited_rows(name, path, ",")
-    raise LinsteerError(
-        f"{name}: cannot tell the format of {path} (suffix {suffix or 'none'}); "
-        "use a .jsonl, .tsv or .csv file"
-    )
-
-
-def _field(name: str, where: str, row: Row, key: str) -> Any:
-    if key not in row or row[key] is None:
-        raise LinsteerError(
-            f"{name}: {where}: missing field {key!r}; each row needs it"
-        )
-    return row[key]
-
-
-def _str_field(name: str, where: str, row: Row, key: str) -> str:
-    v = _field(name, where, row, key)
-    if not isinstance(v, str) or not v.strip():
-        raise LinsteerError(f"{name}: {where}: field {key!r} must be a non-empty string")
-    return v
+    """A gold numeric answer normalised exactly as predictions are
+    (:func:`linsteer.answers.normalise_number`: ``"1,000.0"`` -> ``"1000"``, ``"2.50"`` ->
+    ``"2.5"``); text that is not a number is kept, stripped."""
+    return normalise_number(text) or text.strip()
 
 
 # --------------------------------------------------------------------------- row converters

@@ -20,6 +20,10 @@ def _frozen_meta(meta: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(meta))
 
 
+REASONING = "reasoning"
+MEMORIZATION = "memorization"
+
+
 @dataclass(frozen=True)
 class PromptItem:
     """One question used to extract a direction: ``text`` is the bare question."""

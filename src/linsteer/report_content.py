@@ -1,8 +1,10 @@
-"""The report stage: analysis figures, steering figures, the headline and the cost table."""
+"""What the report shows: the analysis and steering figures with their captions, and the cost table."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -10,9 +12,7 @@ from matplotlib.figure import Figure
 from linsteer.activations import ActivationSet
 from linsteer.analysis import layer_cosines, profile, separability
 from linsteer.directions import SteeringVector
-from linsteer.errors import LinsteerError
-from linsteer.experiments import store_path, task_role
-from linsteer.pipeline import Run, Say, settings_block, strengths_label
+from linsteer.headline import Headline
 from linsteer.plots import (
     accuracy_vs_layer,
     accuracy_vs_strength,
@@ -21,8 +21,9 @@ from linsteer.plots import (
     pca_grid,
     separability_curve,
 )
-from linsteer.report import Headline, headline_from_rows, write_report
-from linsteer.store import ResultStore
+from linsteer.store import ResultStore, store_path
+from linsteer.summary import Row
+from linsteer.sweep.tasks import task_role
 
 
 def analysis_figures(acts: ActivationSet, vector: SteeringVector, n_panels: int
@@ -57,7 +58,7 @@ def analysis_figures(acts: ActivationSet, vector: SteeringVector, n_panels: int
     return figs, prof.rows()
 
 
-def steering_figures(rows: list[dict[str, Any]], headline: Headline, unit: str, strengths: str
+def steering_figures(rows: Sequence[Row], headline: Headline, unit: str, strengths: str
                      ) -> list[tuple[str, str, Figure]]:
     reasoning = sorted(t for t in {r["task"] for r in rows} if task_role(t) == "reasoning")
     figs: list[tuple[str, str, Figure]] = []
@@ -80,8 +81,8 @@ def steering_figures(rows: list[dict[str, Any]], headline: Headline, unit: str, 
     return figs
 
 
-def cost_table(run: Run, headline: Headline) -> list[dict[str, Any]]:
-    with ResultStore(store_path(run.dir)) as store:
+def cost_table(run_dir: Path, headline: Headline) -> list[dict[str, Any]]:
+    with ResultStore(store_path(run_dir)) as store:
         phases = {p["name"]: p for p in store.phases()}
         groups = store.db.execute("SELECT sum(seconds), sum(tokens), sum(flops) FROM groups").fetchone()
     rows = []
@@ -101,40 +102,3 @@ def cost_table(run: Run, headline: Headline) -> list[dict[str, Any]]:
                            f"{headline.best_strength})", "time_s": None, "tokens": None,
                  "flops": None, "accuracy": headline.steered_acc})
     return rows
-
-
-def stage_report(run: Run, acts: ActivationSet, vector: SteeringVector, rows: list[dict[str, Any]],
-                 say: Say) -> Any:
-    cfg = run.config
-    model = rows[0]["model"] if rows else cfg.model
-    reasoning = [t for t in cfg.tasks if task_role(t) == "reasoning"]
-    memorization = [t for t in cfg.tasks if task_role(t) == "memorization"]
-    if not reasoning:
-        raise LinsteerError("the report needs a reasoning task; add arith_mc to 'tasks'")
-    with ResultStore(store_path(run.dir)) as store:  # phases survive a resumed or partial run
-        extraction = next((p for p in store.phases() if p["name"] == "extraction"), {})
-    primary = [r for r in rows if r["source"] in ("", cfg.method)]  # extra sources: tables only
-    headline = headline_from_rows(
-        primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
-        extraction_seconds=extraction.get("seconds"),
-        extraction_tokens=int(extraction.get("tokens", 0)) or None)
-    figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
-    figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
-    test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]
-    controls_file = run.dir / "controls.json"
-    controls = json.loads(controls_file.read_text()) if controls_file.exists() else []
-    control_rows = [{"kind": c["kind"], "seed": c["seed"],
-                     **{f"cos_L{k}": round(v, 3) for k, v in c["cos_to_real"].items()}} for c in controls]
-    tables = [
-        ("Cost and benefit", cost_table(run, headline)),
-        ("Test split: baseline and real direction", test_real),
-        ("All cells", rows),
-        ("Layer profile", profile_rows),
-        ("Controls: cosine to the real direction", control_rows),
-    ]
-    path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
-                        settings=settings_block(run, vector),
-                        title=f"linsteer report: {model}")
-    say(headline.verdict)
-    say(f"report: {path}")
-    return path

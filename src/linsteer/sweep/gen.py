@@ -1,0 +1,67 @@
+"""Generation scoring under many settings: greedy answers scored by their final number."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from linsteer.activations import tokenize
+from linsteer.answers import extract_number
+from linsteer.models import LoadedModel
+from linsteer.prompts.formats import get_format
+from linsteer.prompts.items import GenItem
+from linsteer.scoring import generate_answers, score_generation
+from linsteer.setting import Setting
+from linsteer.steering import Steer, SteeringHandle, steering
+from linsteer.store import ItemRow
+
+
+def score_gen(
+    lm: LoadedModel,
+    items: Sequence[GenItem],
+    settings: Sequence[Setting],
+    *,
+    prompt_format: str = "zero_shot",
+    batch_size: int = 16,
+    max_new_tokens: int = 24,
+    max_rows: int = 64,
+) -> tuple[list[ItemRow], list[list[ItemRow]], int]:
+    """Greedy answers of every item, unsteered and under each setting, scored by the final number.
+
+    Settings of one layer and operator run together: each batch row carries its own vector and
+    strength (the steering hooks' per-row mode), prompts replicated once per setting. An answer
+    with no number is wrong and counted as a format failure (never guessed).
+    """
+    fmt = get_format(prompt_format)
+    prompts = [fmt.render_item(item) for item in items]
+    stops = ("\n",) if fmt.style == "qa" else ("\nQ:", "\n\n")
+
+    def generate(rows: list[str], on_batch: Callable[[Sequence[int]], None] | None) -> list[ItemRow]:
+        outs = generate_answers(lm.model, lm.tokenizer, rows, max_new_tokens=max_new_tokens,
+                                stop_strings=stops, batch_size=batch_size, on_batch=on_batch)
+        results, _ = score_generation(list(items) * (len(rows) // len(items)), outs, extract_number)
+        return [ItemRow(r.item_id, r.prediction, r.gold, r.correct, r.extracted,
+                        r.n_generated_tokens, None, None) for r in results]
+
+    base = generate(prompts, None)
+    per: list[list[ItemRow] | None] = [None] * len(settings)
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, s in enumerate(settings):
+        groups.setdefault((s.layer, s.operator), []).append(i)
+    per_pass = max(1, max_rows // len(items))
+    for (layer, op), idxs in groups.items():
+        for start in range(0, len(idxs), per_pass):
+            chunk = idxs[start: start + per_pass]
+            spec = Steer(settings[chunk[0]].vector, (layer,), op, 0.0)  # type: ignore[arg-type]
+            with steering(lm, spec) as handle:
+                def on_batch(rows: Sequence[int], chunk: list[int] = chunk,
+                             handle: SteeringHandle = handle) -> None:
+                    conds = [settings[chunk[r // len(items)]] for r in rows]
+                    handle.reset()
+                    handle.set_rows([c.raw_strength() for c in conds], [c.vector for c in conds])
+
+                rows = generate(prompts * len(chunk), on_batch)
+            for j, i in enumerate(chunk):
+                per[i] = rows[j * len(items): (j + 1) * len(items)]
+    tokens = sum(len(t) for t in tokenize(lm, prompts)) * (1 + len(settings))
+    tokens += sum(r.n_tokens for r in base) + sum(r.n_tokens for rows in per if rows for r in rows)
+    return base, [rows for rows in per if rows is not None], tokens

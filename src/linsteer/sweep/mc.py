@@ -1,0 +1,207 @@
+"""Multiple-choice scoring under many settings: every option's log-likelihood given the prompt.
+
+An item's options share one row as a prefix tree (the prompt computed once, each option attending
+to the prompt and its own tokens only), and all settings of a batch run through
+:class:`linsteer.replay.Replayer`, sharing the work below each steered layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from linsteer.activations import Batch, batches_by_length, left_pad, tokenize
+from linsteer.errors import LinsteerError
+from linsteer.layers import is_recurrent
+from linsteer.models import LoadedModel
+from linsteer.prompts.formats import get_format
+from linsteer.prompts.items import MCItem
+from linsteer.replay import Replayer
+from linsteer.scoring import ChoiceScores, score_choices
+from linsteer.setting import Setting
+from linsteer.store import ItemRow
+
+
+@dataclass
+class MCRow:
+    """One sequence to score: a prompt followed by its options' tokens as a prefix tree.
+
+    Each option is a path of trie nodes; a node attends to the prompt and its own ancestors only
+    and sits at position ``prompt_len + depth``, so every option is scored exactly as if it
+    followed the prompt alone, while the prompt and shared option prefixes (" 1", " 13" of
+    " 131" / " 132") are computed once. Without ``tree`` each option gets its own row (a chain).
+    """
+
+    item: int
+    ids: list[int]
+    prompt_len: int
+    parents: list[int]  # parent node of each node (-1: the prompt)
+    depths: list[int]
+    options: list[tuple[int, list[int]]]  # (option index, its path of nodes)
+
+
+def _tree_ok(lm: LoadedModel, width: int) -> bool:
+    """Options may share one row where the model takes a 4D mask and no sliding window bites."""
+    if is_recurrent(lm.model):
+        return False
+    config = getattr(lm.model, "config", None)
+    window = getattr(config, "sliding_window", None)
+    return not (isinstance(window, int) and width > window)
+
+
+def _trie_row(item: int, prompt: list[int], options: list[tuple[int, list[int]]]) -> MCRow:
+    tokens: list[int] = []
+    parents: list[int] = []
+    depths: list[int] = []
+    children: dict[tuple[int, int], int] = {}
+    paths: list[tuple[int, list[int]]] = []
+    for j, toks in options:
+        node, path = -1, []
+        for depth, tok in enumerate(toks):
+            key = (node, tok)
+            if key not in children:
+                children[key] = len(tokens)
+                tokens.append(tok)
+                parents.append(node)
+                depths.append(depth)
+            node = children[key]
+            path.append(node)
+        paths.append((j, path))
+    return MCRow(item, prompt + tokens, len(prompt), parents, depths, paths)
+
+
+def mc_rows(lm: LoadedModel, items: Sequence[MCItem], prompt_format: str, tree: bool) -> list[MCRow]:
+    fmt = get_format(prompt_format)
+    prompt_ids = tokenize(lm, [fmt.render_item(item) for item in items])
+    rows: list[MCRow] = []
+    for i, item in enumerate(items):
+        conts = fmt.continuations(item.options)
+        enc = lm.tokenizer(conts, add_special_tokens=False)["input_ids"]
+        options = [(j, list(cont)) for j, cont in enumerate(enc)]
+        if any(not toks for _, toks in options):
+            raise LinsteerError(f"item {item.id}: an option tokenises to nothing")
+        if tree and _tree_ok(lm, len(prompt_ids[i]) + sum(len(t) for _, t in options)):
+            rows.append(_trie_row(i, prompt_ids[i], options))
+        else:
+            rows += [_trie_row(i, prompt_ids[i], [opt]) for opt in options]
+    return rows
+
+
+def mc_batch(rows: Sequence[MCRow], pad_id: int) -> Batch:
+    """Left-padded batch; rows holding a prefix tree get tree positions and a 4D mask."""
+    batch = left_pad([r.ids for r in rows], pad_id)
+    if all(len(r.options) == 1 for r in rows):
+        return batch
+    width = batch.input_ids.shape[1]
+    positions = torch.zeros_like(batch.input_ids)
+    allowed = torch.zeros((len(rows), width, width), dtype=torch.bool)
+    for b, r in enumerate(rows):
+        start = width - len(r.ids)
+        n = r.prompt_len
+        positions[b, start: start + n] = torch.arange(n)
+        allowed[b, start: start + n, start: start + n] = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        for node, (parent, depth) in enumerate(zip(r.parents, r.depths, strict=True)):
+            at = start + n + node
+            positions[b, at] = n + depth
+            allowed[b, at] = allowed[b, start + n + parent] if parent >= 0 else allowed[b, start + n - 1]
+            allowed[b, at, at] = True
+    allowed |= torch.eye(width, dtype=torch.bool)  # pads attend to themselves (no empty rows)
+    batch.position_ids = positions
+    batch.mask_4d = allowed.unsqueeze(1)
+    return batch
+
+
+def _slot_scorer(
+    rows: Sequence[MCRow],
+) -> tuple[int, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """The logits window (last positions), which of its positions predict an option token, and a
+    scorer giving each row's option log-likelihoods ``[rows, max options per row]`` from the
+    logits of the selected positions (see :mod:`linsteer.replay`)."""
+    n_last = max(len(r.ids) - r.prompt_len + 1 for r in rows)
+    slots = max(len(r.options) for r in rows)
+    select = torch.zeros((len(rows), n_last), dtype=torch.bool)
+    entries: list[tuple[int, int, int, int]] = []  # (row, slot, window position, token)
+    for b, r in enumerate(rows):
+        first = n_last - (len(r.ids) - r.prompt_len + 1)  # window position of the last prompt token
+        for s, (_, path) in enumerate(r.options):
+            for node in path:
+                parent = r.parents[node]
+                pos = first if parent < 0 else first + 1 + parent
+                select[b, pos] = True
+                entries.append((b, s, pos, r.ids[r.prompt_len + node]))
+    rank = torch.full((len(rows), n_last), -1, dtype=torch.long)
+    rank[select] = torch.arange(int(select.sum()))
+    idx = torch.tensor(entries, dtype=torch.long)
+    flat = rank[idx[:, 0], idx[:, 2]]
+    n_rows, n_sel = len(rows), int(select.sum())
+
+    def score(logits: torch.Tensor) -> torch.Tensor:
+        copies = logits.shape[0] // n_sel
+        norm = torch.logsumexp(logits.float(), dim=-1)
+        out = torch.zeros(copies * n_rows, slots)
+        for c in range(copies):
+            at = (flat + c * n_sel).to(logits.device)
+            picked = logits[at, idx[:, 3].to(logits.device)].float() - norm[at]
+            out.index_put_((idx[:, 0] + c * n_rows, idx[:, 1]), picked.cpu(), accumulate=True)
+        return out
+
+    return n_last, select, score
+
+
+def score_mc(
+    lm: LoadedModel,
+    items: Sequence[MCItem],
+    settings: Sequence[Setting],
+    *,
+    prompt_format: str = "mc_text",
+    batch_size: int = 16,
+    replayer: Replayer | None = None,
+    tree: bool = True,
+    progress: str | None = None,
+) -> tuple[list[ChoiceScores], list[list[ChoiceScores]], int]:
+    """Option log-likelihoods of every item, unsteered and under each setting.
+
+    With ``tree`` (default), an item's options share one row: one copy of the prompt, each option
+    attending to the prompt and itself only, all options starting at the same position, so the
+    prompt is computed once per item (exactly equal to one row per option, up to float error).
+    Returns (baseline scores, scores per setting, tokens processed in the base passes).
+    """
+    rows = mc_rows(lm, items, prompt_format, tree)
+    replayer = replayer or Replayer(lm)
+    pad = int(lm.tokenizer.pad_token_id)
+    sums: list[list[list[float]]] = [[[0.0] * len(item.options) for item in items]
+                                     for _ in range(len(settings) + 1)]
+    tokens = 0
+    # a recurrent model ignores the attention mask: its rows are batched with equal lengths only
+    groups = batches_by_length([len(r.ids) for r in rows], batch_size, is_recurrent(lm.model))
+    for idx in tqdm(groups, desc=progress, unit="batch", disable=progress is None,
+                    leave=False):
+        chunk = [rows[i] for i in idx]
+        batch = mc_batch(chunk, pad)
+        n_last, select, scorer = _slot_scorer(chunk)
+        base, steered = replayer.run(batch, settings, n_last, scorer, select)
+        for k, scores in enumerate([base, *steered]):
+            for b, row in enumerate(chunk):
+                for s, (j, _) in enumerate(row.options):
+                    sums[k][row.item][j] = float(scores[b, s])
+        tokens += int(batch.attention_mask.sum())
+
+    lengths = [[0] * len(item.options) for item in items]
+    for row in rows:
+        for j, path in row.options:
+            lengths[row.item][j] = len(path)
+
+    def collect(per_item: list[list[float]]) -> list[ChoiceScores]:
+        return [ChoiceScores(tuple(s), tuple(v / n for v, n in zip(s, lens, strict=True)), tuple(lens))
+                for s, lens in zip(per_item, lengths, strict=True)]
+
+    return collect(sums[0]), [collect(s) for s in sums[1:]], tokens
+
+
+def item_rows(items: Sequence[MCItem], scores: Sequence[ChoiceScores]) -> list[ItemRow]:
+    results = score_choices(items, scores, normalise=False)
+    return [ItemRow(r.item_id, r.prediction, r.gold, r.correct, r.extracted, 0, r.gold_prob, r.margin)
+            for r in results]

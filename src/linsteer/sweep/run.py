@@ -1,0 +1,164 @@
+"""The sweep loop: every setting on every task split and on neutral text, resumable.
+
+A sweep evaluates, on each task split, the unsteered baseline and every (direction kind, seed,
+layer, operator, strength) :class:`~linsteer.setting.Setting`. Multiple-choice items are scored by
+log-likelihood (:mod:`linsteer.sweep.mc`), generation tasks by their final number
+(:mod:`linsteer.sweep.gen`). Each task split (and the neutral-text side effects) is committed to
+the SQLite store as one unit, so a killed run resumes where it stopped with identical results.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from linsteer.calibrate import Target, calibrate
+from linsteer.controls import Control
+from linsteer.directions import check_compatible
+from linsteer.errors import LinsteerError
+from linsteer.layers import check_layers
+from linsteer.models import LoadedModel
+from linsteer.replay import Replayer
+from linsteer.setting import Setting, SettingKey, check_unit
+from linsteer.steering import OPERATORS
+from linsteer.store import ItemRow, ResultStore, SideEffect, TaskSplit
+from linsteer.sweep.gen import score_gen
+from linsteer.sweep.mc import item_rows, score_mc
+from linsteer.sweep.neutral import neutral_effects, neutral_texts
+from linsteer.sweep.tasks import TaskSpec
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    layers: tuple[int, ...]
+    strengths: tuple[float, ...]
+    operators: tuple[str, ...] = ("add",)
+    unit: str = "norm"
+    tasks: tuple[TaskSpec, ...] = (TaskSpec("arith_mc", "reasoning"), TaskSpec("facts_mc", "memorization"))
+    neutral_texts: int = 8
+    batch_size: int = 16
+    max_rows: int = 128
+
+    def __post_init__(self) -> None:
+        for op in self.operators:
+            if op not in OPERATORS:
+                raise LinsteerError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
+        check_unit(self.unit)
+        if self.unit == "ppl" and any(s <= 0 for s in self.strengths):
+            raise LinsteerError("with unit ppl, strengths are perplexity budgets such as 0.05,0.1,0.25")
+        if not self.strengths or not self.layers:
+            raise LinsteerError("a sweep needs at least one layer and one strength")
+
+
+def conditions(spec: SweepSpec, controls: Sequence[Control], n_layers: int,
+               calibrated: dict[tuple[int, int, str, float], float] | None = None) -> list[Setting]:
+    """Every (layer, operator, strength, direction); with unit ``ppl``, ``calibrated`` maps
+    (control index, layer, operator, budget) to the raw strength reaching that budget."""
+    layers = check_layers(list(spec.layers), n_layers)
+    return [
+        Setting(c.vector, layer, op, s, spec.unit, c.kind, c.seed, c.source,
+                None if calibrated is None else calibrated[(i, layer, op, s)], n_layers=n_layers)
+        for layer in layers for op in spec.operators for s in spec.strengths
+        for i, c in enumerate(controls)
+    ]
+
+
+def calibrated_strengths(lm: LoadedModel, controls: Sequence[Control], spec: SweepSpec,
+                         store: ResultStore) -> dict[tuple[int, int, str, float], float]:
+    """Per direction, layer and operator, the raw strength raising neutral perplexity by each
+    budget in ``spec.strengths`` (stored in the run, so a resumed run reuses it)."""
+    saved = store.get_meta("calibration")
+    if saved is not None:
+        return {(int(i), int(layer), op, float(b)): v
+                for (i, layer, op, b), v in json.loads(saved)}
+    layers = check_layers(list(spec.layers), lm.n_layers)
+    targets = [(i, layer, op) for i, _ in enumerate(controls) for layer in layers
+               for op in spec.operators]
+    found = calibrate(lm, [Target(controls[i].vector, layer, op) for i, layer, op in targets],
+                      spec.strengths, neutral_texts(spec.neutral_texts or 8))
+    out = {(*targets[t], b): c.strength for (t, b), c in found.items()}
+    store.set_meta("calibration", json.dumps([[list(k), v] for k, v in out.items()]))
+    return out
+
+
+def flops_per_token(lm: LoadedModel) -> float:
+    """2 x block parameters: the forward FLOPs of one token through every block."""
+    return 2.0 * sum(p.numel() for p in lm.blocks.modules.parameters())
+
+
+def run_sweep(
+    lm: LoadedModel,
+    controls: Sequence[Control],
+    spec: SweepSpec,
+    store: ResultStore,
+    *,
+    progress: Progress | None = None,
+    show_bars: bool = False,
+) -> None:
+    """Evaluate every condition on every task split and the neutral text, resuming from ``store``."""
+    check_layers(list(spec.layers), lm.n_layers)
+    for control in controls:
+        check_compatible(control.vector, lm.hidden_size, lm.name)
+    say = progress or (lambda _msg: None)
+    calibrated = None
+    if spec.unit == "ppl":
+        say("calibrating strengths to perplexity budgets on neutral text ...")
+        calibrated = calibrated_strengths(lm, controls, spec, store)
+    settings = conditions(spec, controls, lm.n_layers, calibrated)
+    baseline = SettingKey.baseline(spec.unit)
+    per_token = flops_per_token(lm)
+    n_groups = 2 * len(spec.tasks) + (1 if spec.neutral_texts > 0 else 0)
+    done = 0
+    for task in spec.tasks:
+        for split in ("dev", "test"):
+            done += 1
+            group = json.dumps({"model": lm.name, "task": asdict(task), "split": split})
+            if store.has_group(group):
+                say(f"[{done}/{n_groups}] {task.name}/{split}: already stored, skipped")
+                continue
+            start = time.perf_counter()
+            base_rows: list[ItemRow]
+            per_rows: list[list[ItemRow]]
+            if task.generative:
+                gen_items = task.gen_items(split)
+                base_rows, per_rows, tokens = score_gen(
+                    lm, gen_items, settings, prompt_format=task.prompt_format,
+                    batch_size=spec.batch_size, max_new_tokens=task.max_new_tokens,
+                    max_rows=spec.max_rows)
+                n_items = len(gen_items)
+            else:
+                items = task.items(split)
+                base, per, tokens = score_mc(lm, items, settings, prompt_format=task.prompt_format,
+                                             batch_size=spec.batch_size,
+                                             replayer=Replayer(lm, max_rows=spec.max_rows),
+                                             progress=f"{task.name}/{split}" if show_bars else None)
+                base_rows, per_rows = item_rows(items, base), [item_rows(items, p) for p in per]
+                n_items = len(items)
+            place = TaskSplit(task.name, task.role, split)
+            cells = [(place, baseline, base_rows)]
+            cells += [(place, s.key, rows) for s, rows in zip(settings, per_rows, strict=True)]
+            seconds = time.perf_counter() - start
+            total_tokens = tokens if task.generative else tokens * (1 + len(settings))
+            store.write_group(group, lm.name, cells, seconds=seconds, tokens=total_tokens,
+                              flops=per_token * total_tokens)
+            say(f"[{done}/{n_groups}] {task.name}/{split}: {n_items} items x "
+                f"{len(settings) + 1} conditions in {seconds:.1f}s")
+    if spec.neutral_texts > 0:
+        group = json.dumps({"model": lm.name, "neutral": spec.neutral_texts})
+        if store.has_group(group):
+            say(f"[{n_groups}/{n_groups}] neutral text: already stored, skipped")
+            return
+        start = time.perf_counter()
+        plain, effects, count = neutral_effects(lm, settings, neutral_texts(spec.neutral_texts))
+        neutral = [(baseline, SideEffect(plain[0], 0.0, count))]
+        neutral += [(s.key, SideEffect(ppl, kl, count))
+                    for s, (ppl, kl) in zip(settings, effects, strict=True)]
+        seconds = time.perf_counter() - start
+        store.write_group(group, lm.name, [], neutral=neutral, seconds=seconds,
+                          tokens=count * (1 + len(settings)),
+                          flops=per_token * count * (1 + len(settings)))
+        say(f"[{n_groups}/{n_groups}] neutral text: {len(settings) + 1} conditions in {seconds:.1f}s")

@@ -1,0 +1,61 @@
+"""The tasks a sweep evaluates: built-in multiple choice and generation, or benchmark files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from linsteer.errors import LinsteerError
+from linsteer.prompts.benchmarks import load_benchmark
+from linsteer.prompts.generators import arithmetic_problems
+from linsteer.prompts.items import GenItem, MCItem
+from linsteer.prompts.tasks import builtin_task
+
+GEN_TASKS = ("arith_gen",)
+BENCHMARK_TASKS = ("gsm8k", "mgsm", "gsm_symbolic")  # as "name=PATH": generation, final number
+BUILTIN_ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization", "arith_gen": "reasoning"}
+
+
+def task_role(name: str) -> str:
+    """reasoning / memorization for a task name: a built-in task or ``gsm8k=PATH`` etc."""
+    if name in BUILTIN_ROLES:
+        return BUILTIN_ROLES[name]
+    kind, _, path = name.partition("=")
+    if kind in BENCHMARK_TASKS and path:
+        return "reasoning"
+    known = ", ".join([*BUILTIN_ROLES, *(f"{b}=PATH" for b in BENCHMARK_TASKS)])
+    raise LinsteerError(f"unknown task {name!r}; use {known}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A built-in task evaluated on a dev and a test split: multiple choice (``arith_mc``,
+    ``facts_mc``, scored by log-likelihood) or free generation (``arith_gen``: short arithmetic
+    word problems answered by greedy generation, the final number extracted)."""
+
+    name: str  # arith_mc | facts_mc | arith_gen
+    role: str  # reasoning | memorization
+    n_dev: int = 32
+    n_test: int = 64
+    shots: int = 0
+    prompt_format: str = "mc_text"
+    seed: int = 0
+    max_new_tokens: int = 24
+
+    @property
+    def generative(self) -> bool:
+        return self.name in GEN_TASKS or "=" in self.name
+
+    def items(self, split: str) -> list[MCItem]:
+        n = self.n_dev if split == "dev" else self.n_test
+        return builtin_task(self.name, split=split, n=n, seed=self.seed, shots=self.shots)
+
+    def gen_items(self, split: str) -> list[GenItem]:
+        """Built-in problems, or a benchmark file's test set split in two: even rows are dev, odd
+        rows test (deterministic and disjoint)."""
+        n = self.n_dev if split == "dev" else self.n_test
+        if self.name == "arith_gen":
+            return arithmetic_problems(n, steps=(1, 2), seed=self.seed,
+                                       pool="dev" if split == "dev" else "test")
+        kind, _, path = self.name.partition("=")
+        items = load_benchmark(kind, path, split="test")
+        return [item for item in items[(0 if split == "dev" else 1)::2] if isinstance(item, GenItem)][:n]

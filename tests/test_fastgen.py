@@ -1,0 +1,161 @@
+"""Compiled steered generation: same greedy tokens as Hugging Face ``generate`` with the steering
+hooks, steering inside the compiled graph, no recompilation when strengths or vectors change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from archs import arch_lm
+from linsteer.directions import SteeringVector
+from linsteer.errors import LinsteerError
+from linsteer.fastgen import SteeredGenerator, generate_steered, row_steer
+from linsteer.scoring import generate_answers
+from linsteer.steering import Steer, steering
+
+PROMPTS = ["Q: What is 2 + 3?\nA:", "Hi", "Q: Capital of France?\nA:"]
+
+
+def vector(seed: int = 0) -> SteeringVector:
+    gen = torch.Generator().manual_seed(seed)
+    return SteeringVector({L: torch.randn(32, generator=gen) for L in range(3)},
+                          {L: 2.0 for L in range(3)}, {})
+
+
+def hf_generate(lm: Any, spec: Steer | None, new: int = 12) -> torch.Tensor:
+    enc = lm.tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    kwargs = {"max_new_tokens": new, "do_sample": False, "pad_token_id": 0, "eos_token_id": None}
+    if spec is None:
+        out = lm.model.generate(**enc, **kwargs)
+    else:
+        with steering(lm, spec):
+            out = lm.model.generate(**enc, **kwargs)
+    return out[:, enc["input_ids"].shape[1]:]
+
+
+def token_ids(lm: Any) -> list[list[int]]:
+    return [list(x) for x in lm.tokenizer(PROMPTS)["input_ids"]]
+
+
+class CountingBackend:
+    """A torch.compile backend that counts the graphs it is given and runs them as traced."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: Any) -> Any:
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("positions", ["all", "generated"])
+def test_eager_loop_equals_hf_generate_with_hooks(arch: str, positions: str) -> None:
+    lm = arch_lm(arch)
+    spec = Steer(vector(), (1,), "add", 6.0, positions=positions)  # type: ignore[arg-type]
+    with SteeredGenerator(lm, positions=positions, compile=False) as gen:
+        steered = gen.generate_ids(token_ids(lm), 12, steer=spec, pad_id=0)
+        plain = gen.generate_ids(token_ids(lm), 12, pad_id=0)
+    assert torch.equal(torch.tensor(steered), hf_generate(lm, spec))
+    assert torch.equal(torch.tensor(plain), hf_generate(lm, None))
+    assert steered != plain
+    assert not lm.blocks.modules[1]._forward_hooks  # closed: no hook left behind
+
+
+@pytest.mark.parametrize("operator", ["add", "project_scale"])
+def test_compiled_step_steers_inside_the_graph_without_recompiling(operator: str) -> None:
+    lm = arch_lm("llama")
+    backend = CountingBackend()
+    strong = Steer(vector(), (1,), operator, 6.0)  # type: ignore[arg-type]
+    other = Steer(vector(1), (2,), operator, -3.0)  # type: ignore[arg-type]
+    with SteeredGenerator(lm, operator=operator, compile=True, backend=backend) as gen:
+        first = gen.generate_ids(token_ids(lm), 12, steer=strong, pad_id=0)
+        graphs = backend.graphs
+        again = gen.generate_ids(token_ids(lm), 12, steer=other, pad_id=0)
+        plain = gen.generate_ids(token_ids(lm), 12, pad_id=0)
+        assert gen.compiled
+    assert graphs >= 1 and backend.graphs == graphs  # new vector, layer, strength: same graph
+    assert torch.equal(torch.tensor(first), hf_generate(lm, strong))
+    assert torch.equal(torch.tensor(again), hf_generate(lm, other))
+    assert torch.equal(torch.tensor(plain), hf_generate(lm, None))
+
+
+def test_per_row_steering_matches_generate_answers_with_hooks() -> None:
+    lm = arch_lm("llama")
+    a, b = vector(1), vector(2)
+    rows = row_steer([a, b, a], 1, "add", [4.0, 0.0, -5.0])
+    fast = generate_steered(lm, PROMPTS, steer=rows, max_new_tokens=10, stop_strings=("\n",))
+    for i, prompt in enumerate(PROMPTS):
+        vec, s = ((a, 4.0), (b, 0.0), (a, -5.0))[i]
+        with steering(lm, Steer(vec, (1,), "add", s)):
+            ref = generate_answers(lm.model, lm.tokenizer, [prompt], max_new_tokens=10,
+                                   stop_strings=("\n",))
+        assert fast[i] == ref[0]
+
+
+def test_failed_compilation_falls_back_with_one_notice() -> None:
+    lm = arch_lm("llama")
+    notices: list[str] = []
+
+    def broken(gm: torch.fx.GraphModule, example_inputs: Any) -> Any:
+        raise RuntimeError("no compiler here\nsecond line")
+
+    spec = Steer(vector(), (1,), "add", 6.0)
+    with SteeredGenerator(lm, compile=True, backend=broken, notice=notices.append) as gen:
+        out = gen.generate_ids(token_ids(lm), 8, steer=spec, pad_id=0)
+        gen.generate_ids(token_ids(lm), 8, steer=spec, pad_id=0)
+        assert not gen.compiled
+    assert len(notices) == 1 and "\n" not in notices[0] and "eagerly" in notices[0]
+    assert torch.equal(torch.tensor(out), hf_generate(lm, spec, 8))
+
+
+def test_bad_requests_are_one_line_errors() -> None:
+    lm = arch_lm("llama")
+    with pytest.raises(LinsteerError, match="positions 'all' or 'generated'"):
+        SteeredGenerator(lm, positions="prompt")
+    with SteeredGenerator(lm, layers=(1,), compile=False) as gen:
+        with pytest.raises(LinsteerError, match=r"layers \[2\] are not among"):
+            gen.generate_ids(token_ids(lm), 4, steer=Steer(vector(), (2,), "add", 1.0))
+        with pytest.raises(LinsteerError, match="2 row strengths for 3 prompts"):
+            gen.generate_ids(token_ids(lm), 4, steer=Steer(vector(), (1,), "add", (1.0, 2.0)))
+
+
+def test_side_by_side_gives_the_same_text_on_either_path(tmp_path: Any) -> None:
+    from archs import arch_model
+    from linsteer.generate import side_by_side
+    from tiny import tiny_tokenizer
+
+    folder = tmp_path / "model"
+    arch_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    path = tmp_path / "v.safetensors"
+    vector().save(path)
+    kwargs = {"vector": path, "model": str(folder), "layer": 1, "strength": 8.0, "max_new_tokens": 8,
+              "dtype": "fp32"}
+    fast = side_by_side("Q: 2 + 2 = ?\nA:", fast=True, **kwargs)  # type: ignore[arg-type]
+    assert fast == side_by_side("Q: 2 + 2 = ?\nA:", fast=False, **kwargs)  # type: ignore[arg-type]
+    plain, steered = fast.split("--- steered")
+    assert plain.split("\n", 1)[1].strip() != steered.split("\n", 1)[1].strip()  # it steered
+
+
+def test_a_sweep_of_conditions_as_rows_matches_one_setting_at_a_time() -> None:
+    from linsteer.fastgen import generate_conditions
+    from linsteer.setting import Setting
+
+    lm = arch_lm("llama")
+    a, b = vector(1), vector(2)
+    conds = [Setting(a, 1, "add", 4.0), None, Setting(b, 2, "add", -1.5, "norm"),
+             Setting(a, 0, "project_scale", 2.0), Setting(b, 1, "ablate", 1.0)]
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(len(conds))]
+    together = generate_conditions(lm, prompts, conds, max_new_tokens=8, batch_size=4)
+    for prompt, cond, got in zip(prompts, conds, together, strict=True):
+        spec = None if cond is None else Steer(cond.vector, (cond.layer,), cond.operator,  # type: ignore[arg-type]
+                                                cond.strength, cond.unit)  # type: ignore[arg-type]
+        if spec is None:
+            ref = generate_answers(lm.model, lm.tokenizer, [prompt], max_new_tokens=8)
+        else:
+            with steering(lm, spec):
+                ref = generate_answers(lm.model, lm.tokenizer, [prompt], max_new_tokens=8)
+        assert got == ref[0]
