@@ -19,11 +19,12 @@ from pathlib import Path
 
 from linsteer.controls import build_controls
 from linsteer.distributed import init_ray, run_sweep_ray
-from linsteer.experiments import SweepSpec, TaskSpec, run_sweep
-from linsteer.extract import vector_from_contrast
+from linsteer.extraction import vector_from_contrast
 from linsteer.models import load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.store import ResultStore
+from linsteer.sweep.run import SweepSpec, run_sweep
+from linsteer.sweep.tasks import TaskSpec
 
 
 def main() -> None:

@@ -87,10 +87,10 @@ def test_block_in_another_dtype_is_steered_in_its_dtype(folder: Path) -> None:
     spec = Steer(vec, (1, 2), "add", 0.75, unit="norm")
     ours = _logits(lm, spec)
 
-    def manual(layer: int):  # the reference: add s·norm·d̂ in float32, back to the block's dtype
+    def manual(layer: int):  # the reference: add s·norm·d̂ rounded to the block's dtype (as apply_operator)
         def hook(module: torch.nn.Module, args: object, output: object) -> object:
             h = output[0] if isinstance(output, tuple) else output
-            new = (h.float() + 0.75 * 4.0 * vec.unit(layer)).to(h.dtype)
+            new = h + (0.75 * 4.0 * vec.unit(layer).float()).to(h.dtype)
             assert new.dtype == (torch.bfloat16 if layer == 2 else torch.float32)
             return (new, *output[1:]) if isinstance(output, tuple) else new
         return hook

@@ -11,11 +11,12 @@ import pytest
 
 from archs import arch_model
 from linsteer.controls import Control, build_controls
-from linsteer.experiments import SweepSpec, TaskSpec, run_sweep
-from linsteer.extract import vector_from_contrast
+from linsteer.extraction import vector_from_contrast
 from linsteer.models import load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.store import ResultStore
+from linsteer.sweep.run import SweepSpec, run_sweep
+from linsteer.sweep.tasks import TaskSpec
 from tiny import tiny_tokenizer
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from linsteer import __version__
 from linsteer.activations import Position
+from linsteer.cli_interop import add_ray_options, register
 from linsteer.errors import LinsteerError
 from linsteer.models import BUILTINS, DEFAULT_MODEL
 
@@ -253,9 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--quiet", action="store_true", help="no progress output")
         stage.set_defaults(handler=cmd_stage, stage=name)
         if name == "sweep":
-            from linsteer.cli_interop import add_ray_options
-
-            add_ray_options(stage)
+            add_ray_options(stage, cmd_stage)
 
     cmp_ = sub.add_parser("compare", help="run the pipeline on several models and compare them",
                           description="Each model gets its own run; then one table (baseline, best "
@@ -277,8 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--unit", default="norm", choices=["raw", "norm"])
     gen.add_argument("--max-new-tokens", type=int, default=48)
     gen.set_defaults(handler=cmd_generate)
-
-    from linsteer.cli_interop import register
 
     register(sub)  # export, import
     return parser

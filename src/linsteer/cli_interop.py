@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from linsteer.errors import LinsteerError
 
 TARGETS = ("llama.cpp", "lm-eval")
+
+Handler = Callable[[argparse.Namespace], int]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -72,12 +75,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    """``linsteer sweep RUN_DIR [--ray [ADDRESS]]``: without --ray, the single-process stage."""
-    if args.ray is None:
-        from linsteer.cli import cmd_stage
-
-        return cmd_stage(args)
+def cmd_sweep_ray(args: argparse.Namespace) -> int:
+    """``linsteer sweep RUN_DIR --ray [ADDRESS]``: the run's sweep on Ray workers."""
     from linsteer.distributed import stage_sweep_ray
 
     def say(message: str) -> None:
@@ -91,7 +90,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_ray_options(sweep: argparse.ArgumentParser) -> None:
+def add_ray_options(sweep: argparse.ArgumentParser, single: Handler) -> None:
+    """Add ``--ray`` and ``--workers`` to the ``sweep`` command; without ``--ray`` it runs
+    ``single`` (the single-process stage)."""
+
+    def cmd_sweep(args: argparse.Namespace) -> int:
+        return single(args) if args.ray is None else cmd_sweep_ray(args)
+
     sweep.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                        help="shard the task splits across Ray workers (one model load each); alone: a "
                             "local cluster; ADDRESS: 'auto', HOST:6379 or ray://HOST:10001")

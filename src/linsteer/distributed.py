@@ -1,7 +1,7 @@
 """Sweeps on a Ray cluster: the sweep's task splits shared out to workers, one model load each.
 
 The unit of work is the sweep's *group* (every condition of one task split, or the neutral-text
-side effects): the same unit :func:`linsteer.experiments.run_sweep` commits to the SQLite store.
+side effects): the same unit :func:`linsteer.sweep.run.run_sweep` commits to the SQLite store.
 Each Ray worker (an actor, one per GPU on a GPU cluster, else one per CPU) loads the model once
 and runs the unchanged ``run_sweep`` against a stand-in store that reports every group but its
 assigned one as done and hands the written group back instead of storing it. The driver alone
@@ -21,14 +21,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from linsteer.controls import Control
 from linsteer.errors import LinsteerError
-from linsteer.experiments import SweepSpec, run_sweep
 from linsteer.models import load_model
-from linsteer.store import CellKey, ItemRow, NeutralRow, ResultStore
+from linsteer.pipeline import Run, make_config, save_controls, stage_extract, sweep_controls, sweep_spec
+from linsteer.setting import SettingKey
+from linsteer.store import ItemRow, ResultStore, SideEffect, TaskSplit, store_path
+from linsteer.summary import summarize
+from linsteer.sweep.run import SweepSpec, run_sweep
 
 Say = Callable[[str], None]
 
@@ -38,8 +42,9 @@ class GroupResult:
     """What ``run_sweep`` wrote for one group, carried back to the driver."""
 
     group: str
-    cells: list[tuple[CellKey, list[ItemRow]]]
-    neutral: list[NeutralRow]
+    model: str
+    cells: list[tuple[TaskSplit, SettingKey, list[ItemRow]]]
+    neutral: list[tuple[SettingKey, SideEffect]]
     seconds: float
     tokens: int
     flops: float
@@ -61,10 +66,12 @@ class CaptureStore:
         self.seen.append(group_key)
         return group_key != self.only
 
-    def write_group(self, group_key: str, cells: Sequence[tuple[CellKey, Sequence[ItemRow]]], *,
-                    neutral: Sequence[NeutralRow] = (), seconds: float, tokens: int,
-                    flops: float) -> None:
-        self.written.append(GroupResult(group_key, [(c, list(rows)) for c, rows in cells],
+    def write_group(self, group_key: str, model: str,
+                    cells: Sequence[tuple[TaskSplit, SettingKey, Sequence[ItemRow]]], *,
+                    neutral: Sequence[tuple[SettingKey, SideEffect]] = (), seconds: float,
+                    tokens: int, flops: float) -> None:
+        self.written.append(GroupResult(group_key, model,
+                                        [(place, key, list(rows)) for place, key, rows in cells],
                                         list(neutral), seconds, tokens, flops))
 
     def get_meta(self, key: str) -> str | None:
@@ -207,7 +214,7 @@ def run_sweep_ray(
             todo.insert(0, group)
             idle.append(slot)
             continue
-        store.write_group(result.group, result.cells, neutral=result.neutral,
+        store.write_group(result.group, result.model, result.cells, neutral=result.neutral,
                           seconds=result.seconds, tokens=result.tokens, flops=result.flops)
         report.ran += 1
         report.compute_seconds += result.seconds
@@ -221,33 +228,17 @@ def run_sweep_ray(
     return report
 
 
-def stage_sweep_ray(run_dir: Any, say: Say, *, address: str | None = None, workers: int | None = None,
+def stage_sweep_ray(run_dir: str | Path, say: Say, *, address: str | None = None, workers: int | None = None,
                     progress: bool = True) -> RayReport:
     """``linsteer sweep RUN_DIR --ray``: the run's sweep on Ray, then its tables (as the
     single-process stage writes them)."""
-    import json
-    from dataclasses import asdict
-    from pathlib import Path
-
-    from linsteer.controls import build_controls
-    from linsteer.directions import extract
-    from linsteer.experiments import store_path
-    from linsteer.pipeline import Run, make_config, stage_extract, sweep_spec
-    from linsteer.summary import summarize
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise LinsteerError(f"{run_dir} is not a run directory (no config.yaml); start one with linsteer run")
     config = make_config("quick", run_dir / "config.yaml")
     run = Run(run_dir, config)
     acts, vector = stage_extract(run, say, progress=progress)
-    positive = vector.meta.get("positive", "reasoning")
-    negative = vector.meta.get("negative", "memorization")
-    controls = build_controls(acts, vector, positive=positive, negative=negative, n_null=config.n_null)
-    for method in config.extra_methods:
-        other = extract(acts, positive=positive, negative=negative, method=method, seed=config.seed)
-        controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
-                                   n_shuffled=0, negated=False, isotropic=0)
+    controls = sweep_controls(config, acts, vector)
     n_layers = int(vector.meta["n_layers"]) if "n_layers" in vector.meta else (
         run.lm.n_layers if run.lm is not None else len(acts.layers))
     spec = sweep_spec(config, n_layers)
@@ -259,6 +250,5 @@ def stage_sweep_ray(run_dir: Any, say: Say, *, address: str | None = None, worke
             f"{report.restarts} worker restarts")
         summarize(store)
         store.export(run_dir / "tables")
-    (run_dir / "controls.json").write_text(json.dumps(
-        [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls], indent=1))
+    save_controls(run_dir, controls)
     return report
