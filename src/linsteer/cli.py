@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from linsteer import __version__
+from linsteer.cli_interop import add_ray_options, register
 from linsteer.errors import LinsteerError
 from linsteer.models import BUILTINS, DEFAULT_MODEL
 from linsteer.validate import (
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("run_dir", help="a run directory made by linsteer run")
         stage.add_argument("--quiet", action="store_true", help="no progress output")
         stage.set_defaults(handler=cmd_stage, stage=name)
+        if name == "sweep":
+            add_ray_options(stage, cmd_stage)
 
     cmp_ = sub.add_parser("compare", help="run the pipeline on several models and compare them",
                           description="Each model gets its own run; then one table (baseline, best "
@@ -294,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=48)
     gen.add_argument("--quiet", action="store_true", help="no progress output")
     gen.set_defaults(handler=cmd_generate)
+
+    register(sub)  # export, import
     return parser
 
 

@@ -69,7 +69,16 @@ class SteeringVector:
         return (vec / norm).to(torch.float32)
 
     def save(self, path: str | Path) -> None:
+        """Write a ``.safetensors`` file; a path without that suffix (or an existing folder) is a
+        folder holding ``vector.safetensors`` and a model-card ``README.md``."""
         path = Path(path)
+        if path.is_dir() or path.suffix != ".safetensors":
+            from linsteer.modelcard import CARD_FILE, VECTOR_FILE, model_card
+
+            path.mkdir(parents=True, exist_ok=True)
+            self.save(path / VECTOR_FILE)
+            (path / CARD_FILE).write_text(model_card(self, path.name))
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"layer.{k}": v.to(torch.float32).contiguous() for k, v in self.directions.items()}
         tensors["norms"] = torch.tensor([self.norms.get(k, float("nan")) for k in self.layers],
@@ -85,6 +94,8 @@ class SteeringVector:
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
         path = Path(path)
+        if path.is_dir():
+            path = path / "vector.safetensors"  # a vector saved as a folder
         if not path.is_file():
             raise LinsteerError(f"vector file not found: {path}")
         try:

@@ -237,6 +237,9 @@ def fingerprint_model(model: nn.Module) -> str:
     with torch.no_grad():
         for name, param in model.named_parameters():
             flat = param.detach().reshape(-1)
+            if flat.is_meta:  # offloaded by a device_map: its values are not in memory
+                digest.update(f"{name}{tuple(param.shape)}offloaded".encode())
+                continue
             sample = flat[:: max(1, flat.numel() // 256)][:256].to(torch.float64)
             digest.update(name.encode())
             digest.update(str(tuple(param.shape)).encode())
@@ -285,22 +288,31 @@ def load_model(
     device: str | None = None,
     trust_remote_code: bool = False,
     layer_path: str | None = None,
+    device_map: str | dict[str, str | int] | None = None,
 ) -> LoadedModel:
-    """Load ``spec`` (built-in name, hub id, folder or GGUF file) for reading and steering."""
+    """Load ``spec`` (built-in name, hub id, folder or GGUF file) for reading and steering.
+
+    ``device_map`` (``"auto"`` or accelerate's module -> device dict, ``"disk"`` allowed) splits a
+    model larger than one device across GPUs, CPU and disk; ``device`` is then ignored."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = parse_dtype(dtype, device)
     source, _ = resolve_source(spec, cache_dir())
+    split: dict[str, Any] = {}
+    if device_map is not None:
+        offload = cache_dir() / "offload" / hashlib.sha256(source.encode()).hexdigest()[:16]
+        split = {"device_map": device_map, "offload_folder": str(offload)}
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, trust_remote_code=trust_remote_code
+            source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **split
         )
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LinsteerError(f"cannot load model {spec!r}: {first}") from exc
-    model.to(device)
+    if device_map is None:
+        model.to(device)
     return wrap_model(model, tokenizer, spec, layer_path)
 
 

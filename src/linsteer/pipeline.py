@@ -21,7 +21,7 @@ import yaml
 from linsteer import __version__
 from linsteer.activations import ActivationSet, Position
 from linsteer.confounds import confound_html, read_confounds, run_confounds
-from linsteer.controls import build_controls
+from linsteer.controls import Control, build_controls
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
 from linsteer.extraction import vector_from_contrast
@@ -250,6 +250,24 @@ def stage_extract(run: Run, say: Say, progress: bool = True) -> tuple[Activation
     return acts, vector
 
 
+def sweep_controls(config: RunConfig, acts: ActivationSet, vector: SteeringVector) -> list[Control]:
+    """The controls a run's sweep steers with: the real direction and its controls, plus the real
+    direction of every extra vector source."""
+    positive, negative = vector.meta.get("positive", "reasoning"), vector.meta.get("negative", "memorization")
+    controls = build_controls(acts, vector, positive=positive, negative=negative, n_null=config.n_null)
+    for method in config.extra_methods:  # other vector sources: their real direction
+        other = extract(acts, positive=positive, negative=negative, method=method, seed=config.seed)
+        controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
+                                   n_shuffled=0, negated=False, isotropic=0)
+    return controls
+
+
+def save_controls(run_dir: Path, controls: Sequence[Control]) -> None:
+    """``controls.json``: each control's kind, seed and cosine to the real direction (the report's table)."""
+    (run_dir / "controls.json").write_text(json.dumps(
+        [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls], indent=1))
+
+
 def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
                 progress: bool = True) -> list[CellRow]:
     with ResultStore(store_path(run.dir)) as store:
@@ -259,13 +277,7 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
             return summarize(store)
     lm = load(run, say)
     spec = sweep_spec(run.config, lm.n_layers)
-    positive, negative = vector.meta.get("positive", "reasoning"), vector.meta.get("negative", "memorization")
-    controls = build_controls(acts, vector, positive=positive, negative=negative,
-                              n_null=run.config.n_null)
-    for method in run.config.extra_methods:  # other vector sources: their real direction
-        other = extract(acts, positive=positive, negative=negative, method=method, seed=run.config.seed)
-        controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
-                                   n_shuffled=0, negated=False, isotropic=0)
+    controls = sweep_controls(run.config, acts, vector)
     if run.config.layers is None and run.config.scan_top > 0 and spec.unit != "ppl":
         chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
                             unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say,
@@ -278,9 +290,7 @@ def stage_sweep(run: Run, acts: ActivationSet, vector: SteeringVector, say: Say,
         say(f"sweep: done in {time.perf_counter() - start:.1f}s")
         rows = summarize(store)
         store.export(run.dir / "tables")
-        (run.dir / "controls.json").write_text(json.dumps(
-            [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls],
-            indent=1))
+        save_controls(run.dir, controls)
         store.set_meta("sweep_complete", _config_json(run.config))
     return rows
 

@@ -113,9 +113,11 @@ def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> t
 
 
 def _block_place(block: torch.nn.Module) -> tuple[torch.device, torch.dtype] | None:
+    """The block's device and dtype; None when unknown ahead of the forward (no float weights, or
+    weights offloaded to the meta device by a device map: the hook builds its constants then)."""
     for param in block.parameters():
         if param.is_floating_point():
-            return param.device, param.dtype
+            return None if param.is_meta else (param.device, param.dtype)
     return None
 
 
