@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from linsteer.activations import ActivationSet, Position, tokenize
 from linsteer.errors import LinsteerError
+from linsteer.io import write_json
 from linsteer.models import LoadedModel
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
@@ -239,7 +240,7 @@ def run_confounds(run_dir: Path, acts: ActivationSet, *, contrast: str, n_per_cl
         data: dict[str, Any] = json.loads(path.read_text())
         return data
     items = contrast_from_spec(contrast, n_per_class, seed)
-    if list(items.ids) != list(acts.ids):
+    if [item.id for item in items.items] != list(acts.ids):
         raise LinsteerError("confounds: the contrast prompts do not match the stored activations; "
                             "delete acts.safetensors and vector.safetensors and re-run")
     fmt = get_format(prompt_format)
@@ -247,9 +248,7 @@ def run_confounds(run_dir: Path, acts: ActivationSet, *, contrast: str, n_per_cl
     found = model_confounds(get_lm(), acts, prompts, position, positive=items.positive,
                             negative=items.negative, sources=[it.source for it in items.items])
     data = found.to_json()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    write_json(path, data, indent=1)
     say(confound_sentence(data))
     return data
 
