@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from linsteer.controls import Control
 from linsteer.errors import LinsteerError
+from linsteer.io import write_json
 from linsteer.models import LoadedModel
 from linsteer.replay import Replayer
 from linsteer.setting import Setting
@@ -150,9 +151,7 @@ def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], task
         f"(real + nulls, gold-option probability) ...")
     scan = scan_layers(lm, controls, task, strengths=strengths, unit=unit, top=top,
                        batch_size=batch_size, n_items=n_items)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(scan.to_json(), indent=1))
-    tmp.replace(path)
+    write_json(path, scan.to_json(), indent=1)
     say(f"layer scan: done in {scan.seconds:.1f}s; best layers on dev {list(scan.chosen)}")
     return scan.chosen
 

@@ -22,14 +22,17 @@ keys, which llama.cpp ignores, so linsteer -> GGUF -> linsteer is exact.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import gguf
 import numpy as np
 import torch
 
 from linsteer.directions import SteeringVector
 from linsteer.errors import LinsteerError
 from linsteer.export.select import added_vector, pick_layers
+from linsteer.io import atomic_path
 
 ARCH = "controlvector"
 
@@ -45,7 +48,6 @@ def export_llamacpp(
 ) -> Path:
     """Write ``vector`` (optionally scaled and restricted to ``layers``) as a llama.cpp control
     vector GGUF file; returns its path."""
-    import gguf
 
     path = Path(path)
     chosen = pick_layers(vector, layers)
@@ -56,14 +58,23 @@ def export_llamacpp(
         )
     rows = {layer: added_vector(vector, layer, strength, unit) for layer in chosen}
     hint = model_hint or vector.meta.get("model_type") or vector.meta.get("model", "unknown")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    writer = gguf.GGUFWriter(str(tmp), ARCH)
-    writer.add_string(f"{ARCH}.model_hint", hint)
-    writer.add_uint32(f"{ARCH}.layer_count", len(rows))
+    with atomic_path(path) as tmp:
+        _write_gguf(tmp, hint, meta_of(vector, strength, unit), vector, chosen, rows)
+    return path
+
+
+def meta_of(vector: SteeringVector, strength: float | None, unit: str) -> dict[str, str]:
     meta = dict(vector.meta)
     if strength is not None:  # the file holds s·d̂, not the raw directions
         meta["exported_strength"] = f"{float(strength)!r} ({unit})"
+    return meta
+
+
+def _write_gguf(tmp: Path, hint: str, meta: dict[str, str], vector: SteeringVector,
+                chosen: Sequence[int], rows: dict[int, torch.Tensor]) -> None:
+    writer = gguf.GGUFWriter(str(tmp), ARCH)
+    writer.add_string(f"{ARCH}.model_hint", hint)
+    writer.add_uint32(f"{ARCH}.layer_count", len(rows))
     writer.add_string("linsteer.meta", json.dumps(meta, sort_keys=True))
     writer.add_string("linsteer.counts", json.dumps(vector.counts, sort_keys=True))
     writer.add_string("linsteer.norms", json.dumps({str(k): vector.norms.get(k) for k in chosen}))
@@ -73,8 +84,6 @@ def export_llamacpp(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    tmp.replace(path)
-    return path
 
 
 def _field_str(reader: object, key: str) -> str | None:
@@ -86,7 +95,7 @@ def _field_str(reader: object, key: str) -> str | None:
 
 def read_directions(path: str | Path) -> tuple[dict[int, torch.Tensor], object]:
     """The ``direction.N`` tensors of a control-vector file (validated as llama.cpp does)."""
-    import gguf
+
 
     path = Path(path)
     if not path.is_file():

@@ -23,6 +23,7 @@ from torch import nn
 from linsteer.directions import SteeringVector
 from linsteer.errors import LinsteerError
 from linsteer.export.select import added_vector, pick_layers
+from linsteer.io import atomic_path
 
 
 def hookpoint_names(model: nn.Module, blocks: nn.ModuleList) -> list[str]:
@@ -73,8 +74,6 @@ def export_lmeval(
             "steering_vector": unit_vec.contiguous(),
             "bias": None,
         }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(config, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(config, tmp)
     return path
