@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -338,3 +340,37 @@ def test_each_block_steers_in_its_own_dtype() -> None:
     shift = seen[0] - plain_seen[0]  # layer 0: the unit vector x 3 on real tokens
     torch.testing.assert_close(shift[1, -1], 3.0 * vec.unit(0), atol=1e-5, rtol=1e-5)
     assert torch.equal(shift[0, 0], torch.zeros(lm.hidden_size))  # padding untouched
+
+
+def test_conversion_accepts_a_copy_another_process_finished_first(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes converting one GGUF at once: the later rename fails on the finished folder,
+    which is then used (this raised OSError 'Directory not empty')."""
+    import os
+
+    import transformers
+
+    from linsteer import models
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF-not-really")
+    target = tmp_path / "cache" / "converted" / models.file_sha256(gguf)[:32]
+
+    class Fake:
+        config = type("C", (), {})()
+        hf_quantizer = None
+
+        def save_pretrained(self, path: Path) -> None:
+            (Path(path) / "config.json").write_text("{}")
+
+    def other_process_finishes(*_: object, **__: object) -> Fake:
+        target.mkdir(parents=True)
+        (target / "config.json").write_text('{"other": true}')
+        (target / "weights").write_text("x")  # not empty: os.replace onto it fails
+        return Fake()
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", other_process_finishes)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Fake())
+    assert models.converted_gguf(gguf, tmp_path / "cache") == target
+    assert (target / "config.json").read_text() == '{"other": true}'
+    assert not [p for p in os.listdir(target.parent) if p.startswith(".tmp-")]

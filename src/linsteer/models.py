@@ -219,7 +219,11 @@ def converted_gguf(gguf: Path, cache: Path | None = None) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "linsteer_source.json").write_text(json.dumps({"gguf": str(gguf)}))
-        os.replace(tmp, target)  # atomic: a crash never leaves a half-written model folder
+        try:
+            os.replace(tmp, target)  # atomic: a crash never leaves a half-written model folder
+        except OSError:
+            if not (target / "config.json").exists():  # not another process's finished copy
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
