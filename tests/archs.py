@@ -6,6 +6,8 @@ size 32, float32, the byte-level vocabulary of :mod:`tiny`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import PreTrainedModel
 
 from linsteer.models import LoadedModel, wrap_model
@@ -21,3 +23,10 @@ def arch_model(arch: str, seed: int = 0, hidden: int = 32, layers: int = 3) -> P
 
 def arch_lm(arch: str = "llama", seed: int = 0, hidden: int = 32, layers: int = 3) -> LoadedModel:
     return wrap_model(arch_model(arch, seed, hidden, layers), tiny_tokenizer(), name=f"tiny-{arch}")
+
+
+def model_folder(folder: Path, arch: str = "llama", hidden: int = 32, layers: int = 3) -> Path:
+    """A tiny model saved as a folder ``load_model`` (and the CLI's ``--model``) accepts."""
+    arch_model(arch, hidden=hidden, layers=layers).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from archs import arch_model
+from archs import arch_model, model_folder
 from linsteer.cli import main
 from tiny import tiny_tokenizer
 
@@ -27,10 +27,7 @@ extra_methods: [pca]
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    arch_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
+    return model_folder(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_run_writes_a_complete_run_directory(tiny_folder: Path, tmp_path: Path,

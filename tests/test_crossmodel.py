@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from archs import arch_model
+from archs import model_folder
 from helpers import one_line_error
 from linsteer.activations import ActivationSet
 from linsteer.compare import compare_models
 from linsteer.crossmodel import cka_by_depth, linear_cka
-from tiny import tiny_tokenizer
 
 
 def test_linear_cka_is_width_free_and_rotation_invariant() -> None:
@@ -47,9 +46,7 @@ def test_cka_by_depth_needs_the_same_prompts() -> None:
 def test_compare_two_tiny_models_of_different_widths(tmp_path: Path) -> None:
     folders = []
     for name, hidden, layers in (("a", 32, 3), ("b", 48, 4)):
-        folder = tmp_path / name
-        arch_model("llama", hidden=hidden, layers=layers).save_pretrained(folder)
-        tiny_tokenizer().save_pretrained(folder)
+        folder = model_folder(tmp_path / name, hidden=hidden, layers=layers)
         folders.append(str(folder))
     config = tmp_path / "c.yaml"
     config.write_text("n_per_class: 8\nn_null: 2\nn_dev: 4\nn_test: 6\nneutral_texts: 2\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from archs import arch_model
+from archs import model_folder
 from linsteer.controls import Control, build_controls
 from linsteer.extraction import vector_from_contrast
 from linsteer.models import load_model
@@ -17,7 +17,6 @@ from linsteer.prompts.spec import contrast_from_spec
 from linsteer.store import ResultStore
 from linsteer.sweep.run import SweepSpec, run_sweep
 from linsteer.sweep.tasks import TaskSpec
-from tiny import tiny_tokenizer
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
 pytestmark = pytest.mark.slow
@@ -30,9 +29,7 @@ SPEC = SweepSpec(layers=(1, 2), strengths=(0.5, 2.0),
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Control], list[tuple]]:
-    folder = tmp_path_factory.mktemp("tiny-ray")
-    arch_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
+    folder = model_folder(tmp_path_factory.mktemp("tiny-ray"))
     lm = load_model(str(folder), dtype="fp32", device="cpu")
     contrast = contrast_from_spec("builtin", 6, 0)
     acts, vector = vector_from_contrast(lm, contrast, contrast_name="builtin", progress=False)

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from archs import arch_model
+from archs import model_folder
 from helpers import one_line_error
 from linsteer.directions import SteeringVector
 from linsteer.export import export_llamacpp, export_lmeval, import_llamacpp, llamacpp_rows
 from linsteer.export.lmeval import hookpoint_names
 from linsteer.models import load_model
 from linsteer.steering import Steer, steering
-from tiny import tiny_tokenizer
 
 
 def _vector(hidden: int = 32, layers: range = range(3), seed: int = 0) -> SteeringVector:
@@ -91,10 +90,7 @@ def test_vector_as_folder_writes_a_model_card(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    arch_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
+    return model_folder(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.mark.parametrize(("unit", "layers"), [("raw", [1]), ("norm", [0, 2])])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from archs import arch_lm
+from archs import arch_lm, model_folder
 from linsteer.directions import SteeringVector
 from linsteer.errors import LinsteerError
 from linsteer.fastgen import SteeredGenerator, generate_steered, row_steer
@@ -123,13 +123,9 @@ def test_bad_requests_are_one_line_errors() -> None:
 
 
 def test_side_by_side_gives_the_same_text_on_either_path(tmp_path: Any) -> None:
-    from archs import arch_model
     from linsteer.generate import side_by_side
-    from tiny import tiny_tokenizer
 
-    folder = tmp_path / "model"
-    arch_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
+    folder = model_folder(tmp_path / "model")
     path = tmp_path / "v.safetensors"
     vector().save(path)
     kwargs = {"vector": path, "model": str(folder), "layer": 1, "strength": 8.0, "max_new_tokens": 8,

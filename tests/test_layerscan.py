@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from archs import arch_lm, arch_model
+from archs import arch_lm, model_folder
 from helpers import one_line_error
 from linsteer.cli import main
 from linsteer.controls import build_controls
@@ -15,7 +15,6 @@ from linsteer.extraction import vector_from_contrast
 from linsteer.layerscan import LayerScan, scan_figure, scan_layers
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.sweep.tasks import TaskSpec
-from tiny import tiny_tokenizer
 
 
 def test_scan_covers_every_layer_and_picks_the_best_by_gain_over_nulls() -> None:
@@ -39,10 +38,7 @@ def test_scan_covers_every_layer_and_picks_the_best_by_gain_over_nulls() -> None
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama4")
-    arch_model("llama", layers=4).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
+    return model_folder(tmp_path_factory.mktemp("tiny-llama4"), layers=4)
 
 
 def test_run_scans_all_layers_and_reports_confounds(tiny_folder: Path, tmp_path: Path,
