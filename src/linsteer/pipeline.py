@@ -58,7 +58,7 @@ class RunConfig:
     prompt_format: str = "zero_shot"
     layers: tuple[int, ...] | None = None  # steering layers; None: the scan's best (else 1/3, 1/2 depth)
     strengths: tuple[float, ...] = (-1.0, -0.5, 0.25, 0.5, 1.0)
-    scan_top: int = 2  # with layers None: scan every layer on dev, steer at the best few (0: off)
+    scan_top: int = 1  # with layers None: scan every layer on dev, steer at the best few (0: off)
     scan_strengths: tuple[float, ...] = (0.5,)
     scan_items: int = 12  # dev items the scan reads (the gold-probability metric needs few)
     operators: tuple[str, ...] = ("add",)
