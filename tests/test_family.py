@@ -43,3 +43,14 @@ def test_family_report_on_tiny_models(tmp_path: Path, capsys: pytest.CaptureFixt
         assert row["ci_lo"] <= row["accuracy"] <= row["ci_hi"]
     cost = {r["member"]: r for r in results["tables"]["Cost"]}
     assert cost["base"]["extraction_tokens"] > 0 and cost["instruct"]["extraction_tokens"] is None
+    seed_rows = results["tables"]["Cost-benefit (the seed's table, measured)"]
+    seed = {r["method"].split(":")[0]: r for r in seed_rows}
+    steer = seed[next(k for k in seed if k.startswith("LiReF"))]
+    assert f"over {cost['base']['extraction_tokens']} contrast tokens" in steer["resources"]
+    assert steer["direction_s"] == cost["base"]["extraction_s"] and steer["selection_s"] > 0
+    base_steered = next(r for r in table if r["task"] == "arith_mc")
+    assert steer["accuracy_arith_mc"].startswith(f"{base_steered['accuracy']:.3f}")
+    sibling = seed["unsteered instruct"]
+    assert sibling["direction_s"] is None and "not run here" in sibling["resources"]
+    instruct = next(r for r in table if r["task"] == "arith_mc" and r["condition"] == "instruct (unsteered)")
+    assert sibling["accuracy_arith_mc"].startswith(f"{instruct['accuracy']:.3f}")
