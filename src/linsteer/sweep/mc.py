@@ -53,8 +53,10 @@ def _window(lm: LoadedModel) -> int | None:
 
 
 def _tree_ok(lm: LoadedModel, width: int) -> bool:
-    """Options may share one row where the model takes a 4D mask and no sliding window bites."""
-    if is_recurrent(lm.model):
+    """Options may share one row where the model takes a 4D mask (not recurrent, not flash
+    attention, which reads only a 2D padding mask) and no sliding window bites."""
+    attention = getattr(getattr(lm.model, "config", None), "_attn_implementation", None)
+    if is_recurrent(lm.model) or "flash" in str(attention or ""):
         return False
     window = _window(lm)
     return window is None or width <= window
