@@ -249,7 +249,7 @@ def test_quiet_generate_prints_only_the_text(ws: Path) -> None:
 
 
 def test_negative_layers_normalised_at_the_config_boundary(ws: Path) -> None:
-    from linsteer.pipeline import make_config
+    from linsteer.runconfig import make_config
     from linsteer.validate import parse_layers, validate_config
 
     config = make_config("quick", ws / "tiny.yaml", {"model": str(ws / "model"), "layers": (-1, 0)})

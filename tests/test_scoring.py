@@ -8,16 +8,19 @@ import pytest
 import torch
 
 from linsteer.answers import extract_number
+from linsteer.choices import choice_logprobs
 from linsteer.errors import LinsteerError
 from linsteer.generation import _finish
+from linsteer.models import wrap_model
+from linsteer.replay import Replayer
 from linsteer.scoring import (
     ChoiceScores,
     GenerationOutput,
-    choice_logprobs,
     generate_answers,
     score_choices,
     score_generation,
 )
+from linsteer.sweep.mc import option_rows, score_rows
 from tiny import tiny_model, tiny_tokenizer
 
 PROMPTS = [
@@ -59,16 +62,33 @@ def _reference_sum(model: Any, tok: Any, prompt: str, option: str) -> float:
     return float(sum(logp[len(p) - 1 + j, t] for j, t in enumerate(o)))
 
 
+def _scores(model: Any, tok: Any, tree: bool, batch_size: int = 8) -> list[ChoiceScores]:
+    """PROMPTS/OPTIONS through the one scorer: options sharing a prompt row (``tree``, what
+    :func:`choice_logprobs` does) or one row per option."""
+    if tree:
+        return choice_logprobs(model, tok, PROMPTS, OPTIONS, batch_size=batch_size)
+    lm = wrap_model(model, tok)
+    base, _, _ = score_rows(lm, _rows(lm, tok, tree=False), [len(o) for o in OPTIONS], [],
+                            batch_size=batch_size, replayer=Replayer(lm, use_replay=False))
+    return base
+
+
+def _rows(lm: Any, tok: Any, tree: bool) -> list[Any]:
+    prompt_ids = [tok(p)["input_ids"] for p in PROMPTS]
+    option_ids = [[tok(o, add_special_tokens=False)["input_ids"] for o in opts] for opts in OPTIONS]
+    return option_rows(lm, prompt_ids, option_ids, tree, [str(i) for i in range(len(PROMPTS))])
+
+
 @pytest.fixture(scope="module")
 def tok() -> Any:
     return tiny_tokenizer()
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2", "rwkv"])
-@pytest.mark.parametrize("method", ["auto", "concat"])
-def test_choice_logprobs_match_full_forward(tok: Any, arch: str, method: str) -> None:
+@pytest.mark.parametrize("tree", [True, False])
+def test_choice_logprobs_match_full_forward(tok: Any, arch: str, tree: bool) -> None:
     model = tiny_model(arch, seed=1)
-    scores = choice_logprobs(model, tok, PROMPTS, OPTIONS, batch_size=3, method=method)  # type: ignore[arg-type]
+    scores = _scores(model, tok, tree, batch_size=3)
     assert len(scores) == len(PROMPTS)
     for prompt, opts, sc in zip(PROMPTS, OPTIONS, scores, strict=True):
         assert len(sc.sum_logprobs) == len(opts)
@@ -92,14 +112,33 @@ def test_choice_logprobs_padded_batch_equals_single(tok: Any, arch: str) -> None
         assert batched[i].sum_logprobs == pytest.approx(alone.sum_logprobs, abs=1e-4)
 
 
-def test_cache_and_concat_agree(tok: Any) -> None:
+def test_rows_past_a_sliding_window_batched_beside_shared_prompt_rows_score_alone(tok: Any) -> None:
+    """Gemma 3's window is 8 here: "a" + two options shares one row (4D mask), the long prompt's
+    options get rows of their own that need the model's windowed mask."""
+    model = tiny_model("gemma3", seed=1)
+    prompts = ["a", "A much longer prompt that exceeds the sliding window by a lot. Answer:", "b"]
+    options = [[" b", "c"], [" yes", " no way"], ["x", "y"]]
+    batched = choice_logprobs(model, tok, prompts, options, batch_size=8)
+    for i in range(len(prompts)):
+        (alone,) = choice_logprobs(model, tok, [prompts[i]], [options[i]], batch_size=1)
+        assert batched[i].sum_logprobs == pytest.approx(alone.sum_logprobs, abs=1e-4)
+
+
+def test_options_sharing_a_prompt_row_agree_with_one_row_per_option(tok: Any) -> None:
     model = tiny_model("qwen2", seed=3)
-    a = choice_logprobs(model, tok, PROMPTS, OPTIONS, method="cache")
-    b = choice_logprobs(model, tok, PROMPTS, OPTIONS, method="concat")
+    a = _scores(model, tok, tree=True)
+    b = _scores(model, tok, tree=False)
     for x, y in zip(a, b, strict=True):
         assert x.sum_logprobs == pytest.approx(y.sum_logprobs, abs=1e-4)
-    with pytest.raises(LinsteerError):
-        choice_logprobs(tiny_model("rwkv"), tok, PROMPTS, OPTIONS, method="cache")
+    # a recurrent model cannot share a prompt row: each of its options gets a row of its own
+    rows = _rows(wrap_model(tiny_model("rwkv"), tok), tok, tree=True)
+    assert len(rows) == sum(len(opts) for opts in OPTIONS)
+    assert all(len(r.options) == 1 for r in rows)
+    # nor can flash attention, which reads a 2D padding mask only (no prefix-tree mask)
+    flash = wrap_model(tiny_model("llama"), tok)
+    flash.model.config._attn_implementation = "flash_attention_2"
+    rows = _rows(flash, tok, tree=True)
+    assert all(len(r.options) == 1 for r in rows)
 
 
 class _Recorder:
@@ -117,26 +156,14 @@ class _Recorder:
         self.events.append(("batch", list(rows)))
 
 
-@pytest.mark.parametrize("method", ["cache", "concat"])
-def test_on_batch_precedes_every_forward_with_row_indices(tok: Any, method: str) -> None:
+def test_choice_logprobs_computes_each_prompt_once(tok: Any) -> None:
+    """An item's options share its prompt row: one forward per batch, each item in one row."""
     model = tiny_model("llama")
     rec = _Recorder(model)
-    choice_logprobs(model, tok, PROMPTS, OPTIONS, batch_size=2, on_batch=rec.on_batch, method=method)  # type: ignore[arg-type]
+    choice_logprobs(model, tok, PROMPTS, OPTIONS, batch_size=2)
     rec.handle.remove()
-    events = rec.events
-    assert events and len(events) % 2 == 0
-    seen: dict[int, int] = {}
-    for (kind_a, rows), (kind_b, n_rows) in zip(events[::2], events[1::2], strict=True):
-        assert (kind_a, kind_b) == ("batch", "forward")
-        assert len(rows) == n_rows
-        for r in rows:
-            seen[r] = seen.get(r, 0) + 1
-    n_multi = [sum(len(tok(o, add_special_tokens=False)["input_ids"]) > 1 for o in opts)
-               for opts in OPTIONS]
-    for i, opts in enumerate(OPTIONS):
-        # cache: once in its prompt forward + once per multi-token option; concat: once per option
-        expected = 1 + n_multi[i] if method == "cache" else len(opts)
-        assert seen[i] == expected
+    rows = [n for kind, n in rec.events if kind == "forward"]
+    assert rows == [2, 2, 1]
 
 
 def test_on_batch_generate_called_once_per_batch(tok: Any) -> None:

@@ -84,7 +84,8 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from linsteer.pipeline import make_config, run_all
+    from linsteer.pipeline import run_all
+    from linsteer.runconfig import make_config
     from linsteer.rundir import choose_run_dir, is_finished
 
     config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
@@ -103,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """extract-into-run / sweep / analyze / report over an existing run directory."""
-    from linsteer.pipeline import Run, make_config, stage_extract, stage_report, stage_sweep
+    from linsteer.pipeline import Run, stage_extract, stage_report, stage_sweep
+    from linsteer.runconfig import make_config
 
     run_dir = Path(args.run_dir)
     config_file = run_dir / "config.yaml"

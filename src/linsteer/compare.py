@@ -21,9 +21,10 @@ from linsteer.crossmodel import cka_at, cka_by_depth, cka_figure, run_extras, sc
 from linsteer.directions import SteeringVector
 from linsteer.headline import Headline
 from linsteer.layerscan import read_scan
-from linsteer.pipeline import Say, make_config, run_all
+from linsteer.pipeline import Say, run_all
 from linsteer.plots import cross_model_cosine_plot, cross_model_plot
 from linsteer.report import write_report
+from linsteer.runconfig import make_config
 from linsteer.rundir import new_run_dir, safe_name
 from linsteer.validate import validate_config
 

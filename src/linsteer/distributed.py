@@ -28,7 +28,8 @@ from typing import Any, cast
 from linsteer.controls import Control
 from linsteer.errors import LinsteerError
 from linsteer.models import load_model
-from linsteer.pipeline import Run, make_config, save_controls, stage_extract, sweep_controls, sweep_spec
+from linsteer.pipeline import Run, save_controls, stage_extract, sweep_controls
+from linsteer.runconfig import make_config, sweep_spec
 from linsteer.setting import SettingKey
 from linsteer.store import ItemRow, ResultStore, SideEffect, TaskSplit, store_path
 from linsteer.summary import summarize

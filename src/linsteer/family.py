@@ -25,8 +25,9 @@ from typing import Any
 from linsteer.errors import LinsteerError
 from linsteer.headline import Headline
 from linsteer.models import load_model
-from linsteer.pipeline import RunConfig, Say, make_config, run_all, sweep_spec
+from linsteer.pipeline import Say, run_all
 from linsteer.report import write_report
+from linsteer.runconfig import RunConfig, make_config, sweep_spec
 from linsteer.rundir import new_run_dir
 from linsteer.stats import mcnemar_exact, proportion
 from linsteer.store import ItemRow, ResultStore, store_path

@@ -6,8 +6,7 @@ attention mask) are never padded: rows are batched only with rows of equal lengt
 
 ``on_batch``: called immediately before every model forward (once before ``model.generate`` for a
 generation batch) with the input-item index of each row of that forward, in row order. A steering
-layer uses it to set per-row strengths. The forward helpers here are shared with
-:mod:`linsteer.choices`.
+layer uses it to set per-row strengths.
 """
 
 from __future__ import annotations
@@ -86,19 +85,10 @@ def _left_pad(
     return batch.input_ids.to(device), batch.attention_mask.to(device)
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).clamp(min=0)
-
-
 def _rng_context(model: nn.Module) -> AbstractContextManager[Any]:
     device = _device(model)
     devices = [device.index if device.index is not None else 0] if device.type == "cuda" else []
     return torch.random.fork_rng(devices=devices)
-
-
-def _out_cache(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 # --------------------------------------------------------------------------- generation

@@ -19,7 +19,7 @@ from linsteer.errors import LinsteerError
 from linsteer.validate import check_writable_path
 
 if TYPE_CHECKING:
-    from linsteer.pipeline import RunConfig
+    from linsteer.runconfig import RunConfig
 
 
 def safe_name(label: str) -> str:

@@ -4,10 +4,9 @@ Two ways to score an item:
 
 * Generation: :func:`~linsteer.generation.generate_answers` (greedy by default, left padding, stop
   strings) then :func:`score_generation` with an extractor from :mod:`linsteer.answers`.
-* Log-likelihood multiple choice: :func:`~linsteer.choices.choice_logprobs` (sum and
-  per-token-mean log-prob of each option's tokens given the prompt) then :func:`score_choices`.
-
-Both producers are importable from here too.
+* Log-likelihood multiple choice: :func:`~linsteer.choices.choice_logprobs` or, under steering
+  settings, :func:`~linsteer.sweep.mc.score_mc` (sum and per-token-mean log-prob of each option's
+  tokens given the prompt, as :class:`ChoiceScores`) then :func:`score_choices`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from linsteer.answers import normalise_number, numbers_equal
-from linsteer.choices import ChoiceScores, choice_logprobs
 from linsteer.errors import LinsteerError
 from linsteer.generation import GenerationOutput, generate_answers
 
@@ -26,13 +24,21 @@ __all__ = [
     "ChoiceScores",
     "GenerationOutput",
     "ItemResult",
-    "choice_logprobs",
     "generate_answers",
     "score_choices",
     "score_generation",
 ]
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """Per-option log-likelihoods of one multiple-choice item (in option order)."""
+
+    sum_logprobs: tuple[float, ...]
+    mean_logprobs: tuple[float, ...]
+    n_tokens: tuple[int, ...]
 
 
 @dataclass(frozen=True)

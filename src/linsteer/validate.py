@@ -1,7 +1,7 @@
 """Input checks at the CLI / config boundary, run before anything is loaded or written.
 
 Every function raises a one-line :class:`LinsteerError` naming the bad value and how to fix it.
-``validate_config`` checks a whole :class:`~linsteer.pipeline.RunConfig` (model, contrast set,
+``validate_config`` checks a whole :class:`~linsteer.runconfig.RunConfig` (model, contrast set,
 tasks, layers, strengths, ...) and returns it with its layers normalised (negative indices count
 from the end, as everywhere else), so a run directory is only ever made for input that can run.
 """
@@ -27,7 +27,7 @@ from linsteer.steering import OPERATORS
 from linsteer.sweep.tasks import task_role
 
 if TYPE_CHECKING:
-    from linsteer.pipeline import RunConfig
+    from linsteer.runconfig import RunConfig
 
 
 MIN_PER_CLASS = 5  # the report's separability uses 5-fold cross-validation

@@ -1,8 +1,11 @@
-"""Multiple-choice scoring under many settings: every option's log-likelihood given the prompt.
+"""The multiple-choice scorer: every option's log-likelihood given its prompt, under many settings.
 
 An item's options share one row as a prefix tree (the prompt computed once, each option attending
 to the prompt and its own tokens only), and all settings of a batch run through
-:class:`linsteer.replay.Replayer`, sharing the work below each steered layer.
+:class:`linsteer.replay.Replayer`, sharing the work below each steered layer. The scores are those
+of a full forward over prompt + option, and a padded batch scores as each item alone (recurrent
+models: equal-length batches only). :func:`score_mc` scores task items in a prompt format;
+:func:`linsteer.choices.choice_logprobs` is the plain-use function on top (strings, no settings).
 """
 
 from __future__ import annotations
@@ -43,13 +46,37 @@ class MCRow:
     options: list[tuple[int, list[int]]]  # (option index, its path of nodes)
 
 
+def _window(lm: LoadedModel) -> int | None:
+    """The model's sliding attention window, if it has one."""
+    window = getattr(getattr(lm.model, "config", None), "sliding_window", None)
+    return window if isinstance(window, int) else None
+
+
 def _tree_ok(lm: LoadedModel, width: int) -> bool:
-    """Options may share one row where the model takes a 4D mask and no sliding window bites."""
-    if is_recurrent(lm.model):
+    """Options may share one row where the model takes a 4D mask (not recurrent, not flash
+    attention, which reads only a 2D padding mask) and no sliding window bites."""
+    attention = getattr(getattr(lm.model, "config", None), "_attn_implementation", None)
+    if is_recurrent(lm.model) or "flash" in str(attention or ""):
         return False
-    config = getattr(lm.model, "config", None)
-    window = getattr(config, "sliding_window", None)
-    return not (isinstance(window, int) and width > window)
+    window = _window(lm)
+    return window is None or width <= window
+
+
+def _groups(lm: LoadedModel, rows: Sequence[MCRow], batch_size: int) -> list[list[int]]:
+    """Batches of row indices that score as each row alone.
+
+    A recurrent model ignores the attention mask: its rows are batched with equal lengths only.
+    A row longer than a sliding window needs the model's own windowed mask, which the 4D mask
+    of a batch holding a prefix tree would replace: such rows are batched apart from the others.
+    """
+    window = _window(lm)
+    long = [window is not None and len(r.ids) > window for r in rows]
+    out: list[list[int]] = []
+    for apart in (False, True):
+        idx = [i for i, is_long in enumerate(long) if is_long == apart]
+        lengths = [len(rows[i].ids) for i in idx]
+        out += [[idx[j] for j in b] for b in batches_by_length(lengths, batch_size, is_recurrent(lm.model))]
+    return out
 
 
 def _trie_row(item: int, prompt: list[int], options: list[tuple[int, list[int]]]) -> MCRow:
@@ -73,21 +100,45 @@ def _trie_row(item: int, prompt: list[int], options: list[tuple[int, list[int]]]
     return MCRow(item, prompt + tokens, len(prompt), parents, depths, paths)
 
 
+def option_rows(
+    lm: LoadedModel,
+    prompt_ids: Sequence[list[int]],
+    option_ids: Sequence[Sequence[list[int]]],
+    tree: bool,
+    names: Sequence[str],
+) -> list[MCRow]:
+    """The rows scoring item ``i``'s options (token ids) after its prompt (token ids).
+
+    ``names[i]`` names item ``i`` in errors. A prompt or option without tokens, or an item without
+    options, is refused: there would be nothing to condition on or to score."""
+    if not len(prompt_ids) == len(option_ids) == len(names):
+        raise LinsteerError(f"{len(prompt_ids)} prompts but {len(option_ids)} option lists; "
+                            "give one option list per prompt")
+    rows: list[MCRow] = []
+    for i, (prompt, opts) in enumerate(zip(prompt_ids, option_ids, strict=True)):
+        if not opts:
+            raise LinsteerError(f"item {names[i]} has no options; give it at least one")
+        if not prompt:
+            raise LinsteerError(f"item {names[i]}: the prompt tokenises to nothing; give it text or a BOS")
+        options = [(j, list(toks)) for j, toks in enumerate(opts)]
+        empty = [j for j, toks in options if not toks]
+        if empty:
+            raise LinsteerError(f"item {names[i]}: option {empty[0]} tokenises to nothing; remove it")
+        if tree and _tree_ok(lm, len(prompt) + sum(len(t) for _, t in options)):
+            rows.append(_trie_row(i, list(prompt), options))
+        else:
+            rows += [_trie_row(i, list(prompt), [opt]) for opt in options]
+    return rows
+
+
 def mc_rows(lm: LoadedModel, items: Sequence[MCItem], prompt_format: str, tree: bool) -> list[MCRow]:
+    """The rows of ``items`` rendered in ``prompt_format`` (see :func:`option_rows`)."""
     fmt = get_format(prompt_format)
     prompt_ids = tokenize(lm, [fmt.render_item(item) for item in items])
-    rows: list[MCRow] = []
-    for i, item in enumerate(items):
-        conts = fmt.continuations(item.options)
-        enc = lm.tokenizer(conts, add_special_tokens=False)["input_ids"]
-        options = [(j, list(cont)) for j, cont in enumerate(enc)]
-        if any(not toks for _, toks in options):
-            raise LinsteerError(f"item {item.id}: an option tokenises to nothing")
-        if tree and _tree_ok(lm, len(prompt_ids[i]) + sum(len(t) for _, t in options)):
-            rows.append(_trie_row(i, prompt_ids[i], options))
-        else:
-            rows += [_trie_row(i, prompt_ids[i], [opt]) for opt in options]
-    return rows
+    option_ids = [[list(t) for t in lm.tokenizer(fmt.continuations(item.options),
+                                                   add_special_tokens=False)["input_ids"]]
+                  for item in items]
+    return option_rows(lm, prompt_ids, option_ids, tree, [str(item.id) for item in items])
 
 
 def mc_batch(rows: Sequence[MCRow], pad_id: int) -> Batch:
@@ -151,6 +202,53 @@ def _slot_scorer(
     return n_last, select, score
 
 
+def score_rows(
+    lm: LoadedModel,
+    rows: Sequence[MCRow],
+    n_options: Sequence[int],
+    settings: Sequence[Setting],
+    *,
+    batch_size: int = 16,
+    replayer: Replayer | None = None,
+    progress: str | None = None,
+) -> tuple[list[ChoiceScores], list[list[ChoiceScores]], int]:
+    """Option log-likelihoods of the items behind ``rows`` (item ``i`` has ``n_options[i]``),
+    unsteered and under each setting: (baseline scores, scores per setting, tokens processed in
+    the base passes). ``batch_size`` counts rows.
+
+    Rows are left-padded with positions counting real tokens only, and batched as
+    :func:`_groups` says, so a row in a padded batch scores as the same row alone (recurrent
+    models and sliding windows included).
+    """
+    if batch_size < 1:
+        raise LinsteerError(f"batch_size must be at least 1, got {batch_size}")
+    replayer = replayer or Replayer(lm)
+    pad = int(lm.tokenizer.pad_token_id)
+    sums: list[list[list[float]]] = [[[0.0] * n for n in n_options] for _ in range(len(settings) + 1)]
+    lengths = [[0] * n for n in n_options]
+    for row in rows:
+        for j, path in row.options:
+            lengths[row.item][j] = len(path)
+    tokens = 0
+    for idx in tqdm(_groups(lm, rows, batch_size), desc=progress, unit="batch", disable=progress is None,
+                    leave=False):
+        chunk = [rows[i] for i in idx]
+        batch = mc_batch(chunk, pad)
+        n_last, select, scorer = _slot_scorer(chunk)
+        base, steered = replayer.run(batch, settings, n_last, scorer, select)
+        for k, scores in enumerate([base, *steered]):
+            for b, row in enumerate(chunk):
+                for s, (j, _) in enumerate(row.options):
+                    sums[k][row.item][j] = float(scores[b, s])
+        tokens += int(batch.attention_mask.sum())
+
+    def collect(per_item: list[list[float]]) -> list[ChoiceScores]:
+        return [ChoiceScores(tuple(s), tuple(v / n for v, n in zip(s, lens, strict=True)), tuple(lens))
+                for s, lens in zip(per_item, lengths, strict=True)]
+
+    return collect(sums[0]), [collect(s) for s in sums[1:]], tokens
+
+
 def score_mc(
     lm: LoadedModel,
     items: Sequence[MCItem],
@@ -170,35 +268,8 @@ def score_mc(
     Returns (baseline scores, scores per setting, tokens processed in the base passes).
     """
     rows = mc_rows(lm, items, prompt_format, tree)
-    replayer = replayer or Replayer(lm)
-    pad = int(lm.tokenizer.pad_token_id)
-    sums: list[list[list[float]]] = [[[0.0] * len(item.options) for item in items]
-                                     for _ in range(len(settings) + 1)]
-    tokens = 0
-    # a recurrent model ignores the attention mask: its rows are batched with equal lengths only
-    groups = batches_by_length([len(r.ids) for r in rows], batch_size, is_recurrent(lm.model))
-    for idx in tqdm(groups, desc=progress, unit="batch", disable=progress is None,
-                    leave=False):
-        chunk = [rows[i] for i in idx]
-        batch = mc_batch(chunk, pad)
-        n_last, select, scorer = _slot_scorer(chunk)
-        base, steered = replayer.run(batch, settings, n_last, scorer, select)
-        for k, scores in enumerate([base, *steered]):
-            for b, row in enumerate(chunk):
-                for s, (j, _) in enumerate(row.options):
-                    sums[k][row.item][j] = float(scores[b, s])
-        tokens += int(batch.attention_mask.sum())
-
-    lengths = [[0] * len(item.options) for item in items]
-    for row in rows:
-        for j, path in row.options:
-            lengths[row.item][j] = len(path)
-
-    def collect(per_item: list[list[float]]) -> list[ChoiceScores]:
-        return [ChoiceScores(tuple(s), tuple(v / n for v, n in zip(s, lens, strict=True)), tuple(lens))
-                for s, lens in zip(per_item, lengths, strict=True)]
-
-    return collect(sums[0]), [collect(s) for s in sums[1:]], tokens
+    return score_rows(lm, rows, [len(item.options) for item in items], settings,
+                      batch_size=batch_size, replayer=replayer, progress=progress)
 
 
 def item_rows(items: Sequence[MCItem], scores: Sequence[ChoiceScores]) -> list[ItemRow]:
