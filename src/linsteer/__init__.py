@@ -13,8 +13,6 @@ The flow, one import each::
 See ARCHITECTURE.md for the modules behind these names.
 """
 
-__version__ = "0.1.0"  # first: modules below read it while the package initialises
-
 from linsteer.activations import ActivationSet, read_activations
 from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
@@ -24,6 +22,7 @@ from linsteer.prompts import ContrastSet, builtin_contrast, load_benchmark
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.setting import Setting
 from linsteer.steering import Steer, apply_steering, steering
+from linsteer.version import __version__
 
 __all__ = [
     "ActivationSet",

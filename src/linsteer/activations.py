@@ -19,11 +19,11 @@ from typing import Literal
 import torch
 from safetensors.torch import load_file
 
-from linsteer import __version__
 from linsteer.errors import LinsteerError
 from linsteer.io import save_tensors
 from linsteer.layers import LAYER_CONVENTION, check_layers, hidden_of, is_recurrent
 from linsteer.models import LoadedModel
+from linsteer.version import __version__
 
 Position = Literal["last", "mean"] | int
 

@@ -1,4 +1,9 @@
-"""The ``linsteer`` command: a thin layer over the library. Errors: one line, exit code 2."""
+"""The ``linsteer`` command: a thin layer over the library. Errors: one line, exit code 2.
+
+A command imports the stage modules it runs (pipeline, plotting, comparison) when it runs, so that
+``--help`` and refused input answer without loading matplotlib and the pipeline; nothing here or in
+those modules imports back into the CLI, so these late imports dodge no cycle.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from linsteer import __version__
+from transformers.utils import logging as hf_logging
+
 from linsteer.cli_interop import add_ray_options, register
+from linsteer.crossmodel import OFFLINE_MODELS
 from linsteer.errors import LinsteerError
 from linsteer.models import BUILTINS, DEFAULT_MODEL
+from linsteer.prompts.spec import CONTRAST_HELP
+from linsteer.runconfig import make_config
+from linsteer.rundir import choose_run_dir, is_finished
 from linsteer.validate import (
     at_least,
     check_device,
@@ -22,6 +32,7 @@ from linsteer.validate import (
     parse_position,
     validate_config,
 )
+from linsteer.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -85,8 +96,6 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from linsteer.pipeline import run_all
-    from linsteer.runconfig import make_config
-    from linsteer.rundir import choose_run_dir, is_finished
 
     config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
@@ -105,7 +114,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_stage(args: argparse.Namespace) -> int:
     """extract-into-run / sweep / analyze / report over an existing run directory."""
     from linsteer.pipeline import Run, stage_extract, stage_report, stage_sweep
-    from linsteer.runconfig import make_config
 
     run_dir = Path(args.run_dir)
     config_file = run_dir / "config.yaml"
@@ -135,7 +143,6 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from linsteer.compare import compare_models
-    from linsteer.crossmodel import OFFLINE_MODELS
 
     if args.family:
         from linsteer.family import family_compare
@@ -171,7 +178,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _sweep_options(p: argparse.ArgumentParser) -> None:
-    from linsteer.prompts.spec import CONTRAST_HELP
 
     p.add_argument("--preset", default="quick", choices=["quick", "paper", "compare"],
                    help="quick: the default model on built-in data, <= 10 min on 2 CPU cores; "
@@ -212,7 +218,6 @@ def _quiet_transformers(quiet: bool) -> Iterator[None]:
     if not quiet:
         yield
         return
-    from transformers.utils import logging as hf_logging
 
     bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
@@ -237,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Read the residual stream on reasoning vs memorization prompts "
                                      "and write one direction per layer (safetensors).")
     _model_args(ext)
-    from linsteer.prompts.spec import CONTRAST_HELP
 
     ext.add_argument("--contrast", default="builtin", help=f"contrast set: {CONTRAST_HELP}")
     ext.add_argument("--n", type=int, default=64, help="prompts per class (default 64)")

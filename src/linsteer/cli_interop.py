@@ -1,5 +1,8 @@
 """The ``export`` and ``import`` commands and ``sweep --ray``: linsteer vectors in other tools, and
-sweeps on a Ray cluster. Registered by :func:`linsteer.cli.build_parser`."""
+sweeps on a Ray cluster. Registered by :func:`linsteer.cli.build_parser`.
+
+As in :mod:`linsteer.cli`, each command imports what it runs when it runs (ray is optional).
+"""
 
 from __future__ import annotations
 

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from linsteer import __version__
 from linsteer.activations import ActivationSet
 from linsteer.errors import LinsteerError
 from linsteer.io import save_tensors
 from linsteer.layers import LAYER_CONVENTION
+from linsteer.modelcard import CARD_FILE, VECTOR_FILE, model_card
+from linsteer.version import __version__
 
 
 @dataclass
@@ -73,8 +74,6 @@ class SteeringVector:
         folder holding ``vector.safetensors`` and a model-card ``README.md``."""
         path = Path(path)
         if path.is_dir() or path.suffix != ".safetensors":
-            from linsteer.modelcard import CARD_FILE, VECTOR_FILE, model_card
-
             path.mkdir(parents=True, exist_ok=True)
             self.save(path / VECTOR_FILE)
             (path / CARD_FILE).write_text(model_card(self, path.name))

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from linsteer import __version__
 from linsteer.activations import ActivationSet
 from linsteer.confounds import confound_html, read_confounds, run_confounds
 from linsteer.controls import Control, build_controls
@@ -38,6 +37,7 @@ from linsteer.summary import CellRow, Row, summarize
 from linsteer.sweep.run import flops_per_token, run_sweep
 from linsteer.sweep.tasks import task_role
 from linsteer.validate import validate_config
+from linsteer.version import __version__
 
 Say = Callable[[str], None]
 

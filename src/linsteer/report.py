@@ -26,10 +26,10 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from linsteer import __version__
 from linsteer.headline import Headline, signed_points
 from linsteer.io import atomic_write, jsonable
 from linsteer.plots import figure_base64_png, save_figure
+from linsteer.version import __version__
 
 __all__ = ["write_report"]
 
