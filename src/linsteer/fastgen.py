@@ -27,8 +27,9 @@ from linsteer.errors import LinsteerError
 from linsteer.generation import _eos_ids, _finish, _pad_id
 from linsteer.layers import check_layers, hidden_of, is_recurrent, with_hidden
 from linsteer.models import LoadedModel
+from linsteer.operators import OPERATORS, Operator, apply_operator
 from linsteer.setting import strength_scale
-from linsteer.steering import OPERATORS, Operator, Steer, apply_operator
+from linsteer.steering import Steer
 
 
 @dataclass
