@@ -34,15 +34,14 @@ def apply_operator(
     what the steering hooks do); the projections are computed in float32. Rows of strength 0
     and positions not kept are returned bit-identical. Never synchronises with the device."""
     batch = hidden.shape[0]
-    units = units.to(hidden.device, torch.float32)
-    strengths = strengths.to(hidden.device, torch.float32)
+    units, strengths = _float_on(units, hidden.device), _float_on(strengths, hidden.device)
     if callable(operator):
         steered = operator(hidden.float(), units, strengths).to(hidden.dtype)
     elif operator == "add":
         delta = (strengths.unsqueeze(1) * units).to(hidden.dtype).unsqueeze(1)  # [B, 1, d]
         steered = hidden + delta
     else:
-        h = hidden.float()
+        h = hidden if hidden.dtype == torch.float32 else hidden.float()
         coef = torch.einsum("btd,bd->bt", h, units.expand(batch, -1))
         # ablate: every row whose strength is non-zero
         scale = strengths if operator == "project_scale" else -(strengths != 0).to(torch.float32)
@@ -51,5 +50,13 @@ def apply_operator(
         zero = (scale == 0).view(-1, 1, 1)  # strength-0 rows stay bit-identical
         steered = torch.where(zero, hidden, steered)
     if keep is not None:
-        steered = torch.where(keep.to(hidden.device).unsqueeze(-1), steered, hidden)
+        keep = keep if keep.device == hidden.device else keep.to(hidden.device)
+        steered = torch.where(keep.unsqueeze(-1), steered, hidden)
     return steered
+
+
+def _float_on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` as float32 on ``device``, without dispatching anything when it already is."""
+    if tensor.device == device and tensor.dtype == torch.float32:
+        return tensor
+    return tensor.to(device, torch.float32)

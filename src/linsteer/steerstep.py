@@ -31,8 +31,8 @@ class Step:
     on: dict[torch.device, torch.Tensor] = field(default_factory=dict)
 
     def keep_on(self, device: torch.device) -> torch.Tensor | None:
-        if self.keep is None:
-            return None
+        if self.keep is None or self.keep.device == device:
+            return self.keep
         if device not in self.on:
             self.on[device] = self.keep.to(device, non_blocking=True)
         return self.on[device]
