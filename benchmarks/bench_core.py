@@ -23,7 +23,6 @@ from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.steering import Steer, steering
 
-
 # per-vector relative error two correct forwards over the same tokens may show, by dtype
 REL_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
