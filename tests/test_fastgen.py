@@ -194,3 +194,17 @@ def test_score_gen_falls_back_to_eager_with_one_line_notice(capsys: Any) -> None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "generating eagerly" in err[0] and "recurrent" in err[0]
     assert fast == score_gen(lm, items, grid, batch_size=2, max_new_tokens=4, compiled=False)
+
+
+def test_side_by_side_falls_back_to_eager_with_one_line_notice(tmp_path: Any, capsys: Any) -> None:
+    from linsteer.generate import side_by_side
+
+    folder = model_folder(tmp_path / "model", arch="rwkv")
+    path = tmp_path / "v.safetensors"
+    vector().save(path)
+    kwargs = {"vector": path, "model": str(folder), "layer": 1, "strength": 8.0, "max_new_tokens": 6,
+              "dtype": "fp32", "unit": "raw"}
+    fast = side_by_side("Q: 2 + 2 = ?\nA:", fast=True, **kwargs)  # type: ignore[arg-type]
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("linsteer:")]
+    assert len(err) == 1 and "generating eagerly" in err[0]
+    assert fast == side_by_side("Q: 2 + 2 = ?\nA:", fast=False, **kwargs)  # type: ignore[arg-type]
