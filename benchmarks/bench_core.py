@@ -23,6 +23,9 @@ from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.steering import Steer, steering
 
+# per-vector relative error two correct forwards over the same tokens may show, by dtype
+REL_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
     times = []
@@ -96,9 +99,15 @@ def main() -> None:
     t_naive = best_of(lambda: naive_read(lm, prompts, args.batch_size), args.repeats)
     mine = read_activations(lm, prompts, batch_size=args.batch_size, progress=False).acts
     ref = naive_read(lm, prompts, args.batch_size)
-    agree = torch.allclose(mine[:, :-1], ref[:, :-1], atol=1e-3, rtol=1e-3)
+    # the last layer differs by design (hidden_states[-1] is after the final norm); the two read
+    # the same tokens through different attention kernels (no mask without padding), so they agree
+    # to the model dtype's rounding: compare per-vector relative error against a dtype tolerance
+    err = ((mine[:, :-1] - ref[:, :-1]).norm(dim=-1) / ref[:, :-1].norm(dim=-1).clamp(min=1e-12)).max()
+    tol = REL_TOL.get(lm.dtype, 1e-4)
+    dtype = str(lm.dtype).replace("torch.", "")
     print(f"read activations: linsteer {t_read:.2f}s, naive output_hidden_states {t_naive:.2f}s, "
-          f"ratio {t_naive / t_read:.2f}x (same values: {agree})")
+          f"ratio {t_naive / t_read:.2f}x (same values in {dtype}: {bool(err <= tol)}, "
+          f"max relative error {float(err):.1e}, tolerance {tol:.0e})")
 
 
 if __name__ == "__main__":

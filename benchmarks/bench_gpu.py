@@ -3,13 +3,16 @@ engines and reading, on random-init models of real shapes (no downloads), printe
 
 1. ``generation_table`` (Qwen2.5-1.5B shape, eager HF ``generate``, 128 prompt + 128 new
    tokens): unsteered tok/s at batch 1/16/128, and steered/unsteered throughput ratios for one
-   middle layer, all layers, per-row strengths and ``positions="generated"``; each batch size
-   runs unsteered, the four variants, the four again reversed, unsteered (ABBA), median of 2.
+   middle layer, all layers, per-row strengths and ``positions="generated"``: after a warm-up
+   of every variant, the median of ``pairs`` alternating (plain, steered) pair ratios, the order
+   flipped every other pair. ``hook_ops``: aten ops per steering hook call (prefill, decode) and
+   any host-sync op inside the hooks, counted with :mod:`linsteer.hookcost` (device-independent).
 2. ``compiled``: :class:`linsteer.fastgen.SteeredGenerator` at batch 256 (128 + 128): tok/s
    steered and unsteered, eager HF ``generate`` (with the hooks) beside it, token agreement of
    compiled vs eager steered, and whether steering changed the compiled output.
 3. ``sweep``: ``score_mc`` of 16 configurations (2 layers x 8 strengths) on 128 arith_mc items
-   (Qwen shape): the auto engine, the replay and one after another, same prefix-tree rows.
+   (Qwen shape): the auto engine, the replay and one after another, same prefix-tree rows; each
+   warmed up on its own replayer first, then timed alternately, median of 2.
 4. ``reading``: ``read_activations`` (Llama-3.2-1B shape, 512 prompts x 512 tokens, all layers)
    vs the bare decoder body and a naive ``output_hidden_states=True`` forward.
 
@@ -35,15 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from random_models import SHAPES, bundled_texts, exact_length_texts, random_model, train_tokenizer
 
 from linsteer.directions import SteeringVector
+from linsteer.hookcost import count_hook_ops
 from linsteer.models import LoadedModel, wrap_model
 from linsteer.steering import Steer, steering
 
 FULL = {"gen_shape": "qwen2.5-1.5b", "read_shape": "llama-3.2-1b", "batches": (1, 16, 128),
-        "prompt": 128, "new": 32, "pairs": 2, "compiled_new": 128, "compiled_batch": 256, "items": 128,
-        "read_n": 512, "read_len": 512, "read_batch": 32}
+        "prompt": 128, "new": 32, "pairs": 4, "compiled_new": 128, "compiled_batch": 256, "items": 128,
+        "warm_items": 128, "read_n": 512, "read_len": 512, "read_batch": 32}
 TINY = {"gen_shape": "tiny-qwen", "read_shape": "tiny-llama", "batches": (1, 2, 4),
-        "prompt": 8, "new": 4, "pairs": 2, "compiled_new": 4, "compiled_batch": 4, "items": 3, "read_n": 8,
-        "read_len": 16, "read_batch": 4}
+        "prompt": 8, "new": 4, "pairs": 2, "compiled_new": 4, "compiled_batch": 4, "items": 3,
+        "warm_items": 1, "read_n": 8, "read_len": 16, "read_batch": 4}
 
 
 def sync(device: torch.device) -> None:
@@ -71,12 +75,36 @@ def build(shape: str, tokenizer: Any, device: str, dtype: torch.dtype) -> Loaded
 
 
 # ---- 1. steering overhead in eager generate ---------------------------------------------------
+def hook_ops(lm: LoadedModel, vec: SteeringVector) -> dict[str, Any]:
+    """aten ops per steering hook call, prefill and decode, on 2 unpadded rows (3 new tokens)."""
+    mid, all_layers = lm.n_layers // 2, tuple(range(lm.n_layers))
+    variants = {"one_layer": Steer(vec, (mid,), "add", 2.0),
+                "all_layers": Steer(vec, all_layers, "add", 2.0),
+                "per_row_strengths": Steer(vec, (mid,), "add", (1.0, -1.0)),
+                "positions_generated": Steer(vec, (mid,), "add", 2.0, positions="generated")}
+    ids = torch.randint(4, 200, (2, 8), generator=torch.Generator().manual_seed(3)).to(lm.device)
+
+    def run() -> None:
+        with torch.inference_mode():
+            lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3,  # type: ignore[operator]
+                              min_new_tokens=3, do_sample=False, pad_token_id=0)
+
+    out: dict[str, Any] = {}
+    for name, spec in variants.items():
+        phases = count_hook_ops(lm, spec, run)
+        out[name] = {phase: ops.summary() for phase, ops in phases.items()}
+        for summary in out[name].values():
+            summary.pop("block_calls")
+    return out
+
+
 def generation_table(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
     device, vocab = lm.device, len(lm.tokenizer)  # type: ignore[arg-type]
     vec, mid, new = random_vector(lm), lm.n_layers // 2, cfg["new"]
     out: dict[str, Any] = {"shape": cfg["gen_shape"], "prompt_tokens": cfg["prompt"],
-                           "new_tokens": new, "unsteered_tok_s": {}, "one_layer": {},
-                           "all_layers": {}, "per_row_strengths": {}, "positions_generated": {}}
+                           "new_tokens": new, "pairs": cfg["pairs"], "unsteered_tok_s": {},
+                           "one_layer": {}, "all_layers": {}, "per_row_strengths": {},
+                           "positions_generated": {}, "hook_ops": hook_ops(lm, vec)}
     for batch in cfg["batches"]:
         gen = torch.Generator().manual_seed(batch)
         ids = torch.randint(4, vocab, (batch, cfg["prompt"]), generator=gen).to(device)
@@ -189,12 +217,16 @@ def sweep(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
                 for s in (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)]
     runs = {"engine": Replayer(lm), "replay": Replayer(lm, engine="replay"),
             "one_by_one": Replayer(lm, use_replay=False)}
-    score_mc(lm, items[:8], settings[:2], replayer=Replayer(lm))  # warm-up
-    times: dict[str, float] = {}
+    for rep in runs.values():  # warm-up: every engine on its own replayer (all items on a GPU)
+        score_mc(lm, items[: cfg["warm_items"]], settings, replayer=rep)
+    laps: dict[str, list[float]] = {name: [] for name in runs}
     scores: dict[str, Any] = {}
-    for name, rep in runs.items():
-        times[name], (_, scores[name], _) = timed(
-            lambda rep=rep: score_mc(lm, items, settings, replayer=rep), device)
+    for name in [*runs, *reversed(runs)]:
+        rep = runs[name]
+        lap, (_, scores[name], _) = timed(lambda rep=rep: score_mc(lm, items, settings, replayer=rep),
+                                          device)
+        laps[name].append(lap)
+    times = {name: statistics.median(v) for name, v in laps.items()}
     ref = scores["one_by_one"]
 
     def diff(name: str) -> float:

@@ -155,3 +155,56 @@ def test_a_sweep_of_conditions_as_rows_matches_one_setting_at_a_time() -> None:
             with steering(lm, spec):
                 ref = generate_answers(lm.model, lm.tokenizer, [prompt], max_new_tokens=8)
         assert got == ref[0]
+
+
+def test_score_gen_on_the_compiled_path_gives_the_eager_rows(capsys: Any) -> None:
+    from linsteer.setting import Setting
+    from linsteer.sweep.gen import score_gen
+    from linsteer.sweep.tasks import TaskSpec
+
+    lm = arch_lm("llama")
+    items = TaskSpec("arith_gen", "reasoning", n_dev=2, n_test=4).gen_items("test")
+    a, b = vector(1), vector(2)
+    grid = [Setting(a, 1, "add", 6.0), Setting(b, 2, "add", -1.5, "norm"), Setting(a, 0, "add", 0.0),
+            Setting(b, 1, "project_scale", 2.0)]
+    kwargs: dict[str, Any] = {"batch_size": 4, "max_new_tokens": 6, "max_rows": 8}
+    eager = score_gen(lm, items, grid, compiled=False, **kwargs)
+    gens: dict[str, SteeredGenerator] = {}
+    try:
+        fast = score_gen(lm, items, grid, compiled=True, generators=gens, **kwargs)
+        assert set(gens) == {"add", "project_scale"}  # it did take the compiled generator
+    finally:
+        for gen in gens.values():
+            gen.close()
+    assert fast == eager  # same rows (predictions, token counts) and the same token total
+    assert eager[1][0] != eager[0]  # the steering acted
+    assert capsys.readouterr().err == ""  # no notice: nothing fell back
+
+
+def test_score_gen_falls_back_to_eager_with_one_line_notice(capsys: Any) -> None:
+    from linsteer.setting import Setting
+    from linsteer.sweep.gen import score_gen
+    from linsteer.sweep.tasks import TaskSpec
+
+    lm = arch_lm("rwkv")  # recurrent: no KV cache to make static
+    items = TaskSpec("arith_gen", "reasoning", n_dev=2, n_test=2).gen_items("test")
+    vec = SteeringVector({L: torch.randn(32) for L in range(3)}, {L: 2.0 for L in range(3)}, {})
+    grid = [Setting(vec, 1, "add", 4.0)]
+    fast = score_gen(lm, items, grid, batch_size=2, max_new_tokens=4, compiled=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "generating eagerly" in err[0] and "recurrent" in err[0]
+    assert fast == score_gen(lm, items, grid, batch_size=2, max_new_tokens=4, compiled=False)
+
+
+def test_side_by_side_falls_back_to_eager_with_one_line_notice(tmp_path: Any, capsys: Any) -> None:
+    from linsteer.generate import side_by_side
+
+    folder = model_folder(tmp_path / "model", arch="rwkv")
+    path = tmp_path / "v.safetensors"
+    vector().save(path)
+    kwargs = {"vector": path, "model": str(folder), "layer": 1, "strength": 8.0, "max_new_tokens": 6,
+              "dtype": "fp32", "unit": "raw"}
+    fast = side_by_side("Q: 2 + 2 = ?\nA:", fast=True, **kwargs)  # type: ignore[arg-type]
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("linsteer:")]
+    assert len(err) == 1 and "generating eagerly" in err[0]
+    assert fast == side_by_side("Q: 2 + 2 = ?\nA:", fast=False, **kwargs)  # type: ignore[arg-type]

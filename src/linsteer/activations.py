@@ -17,95 +17,14 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file
 
+from linsteer.actset import ActivationSet
 from linsteer.errors import LinsteerError
-from linsteer.io import save_tensors
 from linsteer.layers import LAYER_CONVENTION, check_layers, hidden_of, is_recurrent
 from linsteer.models import LoadedModel
 from linsteer.version import __version__
 
 Position = Literal["last", "mean"] | int
-
-
-@dataclass
-class ActivationSet:
-    """Activations ``[n, layers, d]`` (float32) of ``n`` prompts, with labels and metadata.
-
-    ``token_norms[i]`` is the mean L2 norm of the residual stream at ``layers[i]`` over every real
-    prompt token except the first of each prompt (the attention sink: Gemma 3's BOS has norm
-    ~100k against ~1k-20k elsewhere), the scale that ``add`` strengths are expressed in.
-    """
-
-    acts: torch.Tensor
-    layers: list[int]
-    labels: list[str]
-    ids: list[str]
-    token_norms: torch.Tensor
-    n_tokens: list[int]
-    meta: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        n, n_layers, _ = self.acts.shape
-        if n_layers != len(self.layers):
-            raise LinsteerError(f"activations have {n_layers} layers but {len(self.layers)} named")
-        if not len(self.labels) == len(self.ids) == len(self.n_tokens) == n:
-            raise LinsteerError("labels, ids and token counts must have one entry per prompt")
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.acts.shape[2])
-
-    def layer(self, layer: int) -> torch.Tensor:
-        """``[n, d]`` activations at model layer ``layer``."""
-        if layer not in self.layers:
-            raise LinsteerError(f"layer {layer} was not read; this set has layers {self.layers}")
-        return self.acts[:, self.layers.index(layer)]
-
-    def mask(self, label: str) -> torch.Tensor:
-        return torch.tensor([lab == label for lab in self.labels], dtype=torch.bool)
-
-    def subset(self, index: Sequence[int]) -> ActivationSet:
-        idx = list(index)
-        return ActivationSet(
-            acts=self.acts[idx],
-            layers=list(self.layers),
-            labels=[self.labels[i] for i in idx],
-            ids=[self.ids[i] for i in idx],
-            token_norms=self.token_norms.clone(),
-            n_tokens=[self.n_tokens[i] for i in idx],
-            meta=dict(self.meta),
-        )
-
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(self.meta)
-        meta["linsteer.layers"] = json.dumps(self.layers)
-        meta["linsteer.labels"] = json.dumps(self.labels)
-        meta["linsteer.ids"] = json.dumps(self.ids)
-        meta["linsteer.n_tokens"] = json.dumps(self.n_tokens)
-        save_tensors(path, {"acts": self.acts, "token_norms": self.token_norms}, meta)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ActivationSet:
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise LinsteerError(f"activation file not found: {path}")
-        with safe_open(str(path), framework="pt") as handle:
-            meta = dict(handle.metadata() or {})
-        tensors = load_file(str(path))
-        return cls(
-            acts=tensors["acts"],
-            layers=json.loads(meta.pop("linsteer.layers")),
-            labels=json.loads(meta.pop("linsteer.labels")),
-            ids=json.loads(meta.pop("linsteer.ids")),
-            token_norms=tensors["token_norms"],
-            n_tokens=json.loads(meta.pop("linsteer.n_tokens")),
-            meta=meta,
-        )
 
 
 class _StopForward(Exception):
@@ -171,33 +90,74 @@ def batches_by_length(
     return out
 
 
-def _reduce(hidden: torch.Tensor, mask: torch.Tensor, position: Position,
-            lengths: Sequence[int] | None = None) -> torch.Tensor:
-    """One vector per row from ``[B, T, d]`` hidden states under a left-padding ``mask``.
+@dataclass
+class _Prepared:
+    """One batch's model inputs and reading constants, on the model's device, made before any
+    forward of its chunk runs (pinned host memory, non-blocking copies: nothing in the loop waits
+    for the device). ``at(device)`` gives the same on a block's device (models split over
+    devices), copied once per batch and device."""
 
-    ``lengths`` (the real token count of each row, known on the host) lets an integer position
-    be checked without reading the mask back from the device."""
+    kwargs: dict[str, torch.Tensor]
+    rows: torch.Tensor  # [B] prompt indices into the result
+    count: int  # real tokens except each row's first (the token-norm denominator), from the host
+    tensors: dict[str, torch.Tensor]  # "norm" and "sink" masks [B, T]; "weights" ("mean"); "index"
+    on: dict[torch.device, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def at(self, device: torch.device) -> dict[str, torch.Tensor]:
+        first = next(iter(self.tensors.values()))
+        if first.device == device:
+            return self.tensors
+        if device not in self.on:
+            self.on[device] = {k: v.to(device, non_blocking=True) for k, v in self.tensors.items()}
+        return self.on[device]
+
+
+def _token_index(position: int, width: int, lengths: Sequence[int]) -> list[int]:
+    index = [width - n + position if position >= 0 else width + position for n in lengths]
+    if any(i < width - n or i >= width for i, n in zip(index, lengths, strict=True)):
+        raise LinsteerError(f"token position {position} is outside a prompt of {min(lengths)} tokens")
+    return index
+
+
+def _prepare(lm: LoadedModel, batch: Batch, rows: Sequence[int], position: Position) -> _Prepared:
+    """Everything a batch's reading hooks need, worked out on the host once per batch."""
+    mask = batch.attention_mask
+    width, lengths = mask.shape[1], batch.lengths
+    first = torch.tensor([width - n if n else 0 for n in lengths], dtype=torch.long)
+    sink = torch.zeros_like(mask, dtype=torch.bool)
+    sink[torch.arange(len(lengths)), first] = torch.tensor([n > 0 for n in lengths])
+    host = {"norm": mask.bool() & ~sink, "sink": sink}
+    if position == "mean":
+        keep = mask.clone()
+        keep[torch.arange(len(lengths)), first] = torch.tensor([int(n == 1) for n in lengths])
+        host["weights"] = keep.to(torch.float32).unsqueeze(-1)  # the sink only when alone
+    elif isinstance(position, int):
+        host["index"] = torch.tensor(_token_index(position, width, lengths), dtype=torch.long)
+    host["rows"] = torch.tensor(list(rows), dtype=torch.long)
+    host["input_ids"] = batch.input_ids
+    padded = min(lengths) != max(lengths)
+    if padded and not is_recurrent(lm.model):
+        # positions count real tokens only, so a left-padded row sees the positions it has alone
+        host["attention_mask"] = mask
+        host["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+    device = lm.device
+    pin = device.type == "cuda"
+    on = {k: (v.pin_memory() if pin else v).to(device, non_blocking=True) for k, v in host.items()}
+    names: tuple[str, ...] = ("input_ids", "attention_mask", "position_ids")
+    kwargs = {k: on.pop(k) for k in names if k in on}
+    # no padding: no mask, so attention takes its plain causal (fastest) kernel
+    return _Prepared(kwargs, on.pop("rows"), sum(max(n - 1, 0) for n in lengths), on)
+
+
+def _reduce(hidden: torch.Tensor, position: Position, consts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One vector per row from ``[B, T, d]`` hidden states (left padding)."""
     if position == "last":
         return hidden[:, -1].float()
     if position == "mean":
-        keep = mask.clone()
-        first = mask.argmax(dim=1)  # first real token of each (left-padded) row
-        rows = torch.arange(mask.shape[0], device=mask.device)
-        keep[rows, first] = (mask.sum(dim=1) == 1).to(keep.dtype)  # drop the sink unless alone
-        weights = keep.to(torch.float32).unsqueeze(-1)
+        weights = consts["weights"]
         return (hidden.float() * weights).sum(dim=1) / weights.sum(dim=1)
-    if isinstance(position, int):
-        width = mask.shape[1]
-        host_lengths = list(lengths) if lengths is not None else [int(n) for n in mask.sum(dim=1)]
-        index_list = [width - n + position if position >= 0 else width + position
-                      for n in host_lengths]
-        if any(i < width - n or i >= width for i, n in zip(index_list, host_lengths, strict=True)):
-            raise LinsteerError(
-                f"token position {position} is outside a prompt of {min(host_lengths)} tokens"
-            )
-        rows = torch.arange(mask.shape[0], device=hidden.device)
-        return hidden[rows, torch.tensor(index_list, device=hidden.device)].float()
-    raise LinsteerError(f"unknown position {position!r}; use 'last', 'mean' or an integer index")
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return hidden[rows, consts["index"]].float()
 
 
 @dataclass
@@ -205,50 +165,46 @@ class _Reader:
     """Forward hooks that reduce each asked-for layer to one vector per prompt.
 
     Everything stays on the model's device while batches run (no host copy or sync inside the
-    loop): vectors go into ``acts`` by row index, token-norm sums and a non-finite flag per layer
-    accumulate in device tensors, read once at the end."""
+    loop): vectors go into ``acts`` by row index; per layer, the token-norm sums of real tokens
+    (sink excluded) and of the sink tokens accumulate in ``sums`` ``[slots, 2]`` (float64; a
+    non-finite sum flags NaN/inf), read once at the end. A hook is a reduction, a norm and two
+    masked sums: the masks are made once per batch."""
 
     position: Position
     deepest: int
     n_slots: int
     acts: torch.Tensor  # [n, slots, d] float32 on the model's device
-    mask: torch.Tensor = field(default_factory=lambda: torch.ones(0, 0))
-    rows: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    lengths: list[int] = field(default_factory=list)
-    norm_sum: torch.Tensor = field(init=False)
-    norm_count: torch.Tensor = field(init=False)
-    bad: torch.Tensor = field(init=False)
+    batch: _Prepared | None = None
+    count: int = 0
+    sums: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        device = self.acts.device
-        self.norm_sum = torch.zeros(self.n_slots, dtype=torch.float64, device=device)
-        self.norm_count = torch.zeros(self.n_slots, dtype=torch.float64, device=device)
-        self.bad = torch.zeros(self.n_slots, dtype=torch.bool, device=device)
-
-    def set_batch(self, batch: Batch, rows: Sequence[int]) -> None:
-        device = self.acts.device
-        self.mask = batch.attention_mask.to(device, non_blocking=True)
-        self.rows = torch.tensor(list(rows), dtype=torch.long).to(device, non_blocking=True)
-        self.lengths = list(batch.lengths)
+        self.sums = torch.zeros((self.n_slots, 2), dtype=torch.float64, device=self.acts.device)
 
     def hook(self, slot: int, layer: int) -> Callable[[torch.nn.Module, object, object], None]:
         def fn(module: torch.nn.Module, args: object, output: object) -> None:
-            hidden, mask = hidden_of(output), self.mask
-            self.acts[self.rows, slot] = _reduce(hidden, mask, self.position, self.lengths).to(
-                self.acts.device)
+            hidden, batch = hidden_of(output), self.batch
+            assert batch is not None
+            consts = batch.at(hidden.device)
+            self.acts[batch.rows, slot] = _reduce(hidden, self.position, consts).to(self.acts.device)
             # one pass over the hidden states: the per-token norms also reveal NaN/inf
             norms = torch.linalg.vector_norm(hidden, dim=-1, dtype=torch.float32)
-            real = mask.bool()
-            self.bad[slot] |= ~torch.isfinite(torch.where(real, norms, 0.0)).all()
-            sink = torch.ones_like(real)
-            sink[torch.arange(mask.shape[0], device=mask.device), mask.argmax(dim=1)] = False
-            real = real & sink  # skip the sink token
-            self.norm_sum[slot] += torch.where(real, norms, 0.0).sum(dtype=torch.float64)
-            self.norm_count[slot] += real.sum()
+            sums = torch.stack([torch.where(consts["norm"], norms, 0.0).sum(dtype=torch.float64),
+                                torch.where(consts["sink"], norms, 0.0).sum(dtype=torch.float64)])
+            self.sums[slot] += sums.to(self.sums.device)
             if layer == self.deepest:
                 raise _StopForward
 
         return fn
+
+    def run(self, lm: LoadedModel, batch: _Prepared) -> None:
+        self.batch = batch
+        self.count += batch.count
+        try:
+            with torch.inference_mode():
+                lm.model(**batch.kwargs, use_cache=False)
+        except _StopForward:
+            pass
 
 
 def _chunks(prompts: Sequence[str], batch_size: int, exact: bool) -> list[list[int]]:
@@ -260,19 +216,6 @@ def _chunks(prompts: Sequence[str], batch_size: int, exact: bool) -> list[list[i
         return [order]
     step = 4 * batch_size
     return [order[:batch_size]] + [order[s: s + step] for s in range(batch_size, len(order), step)]
-
-
-def _read_batch(lm: LoadedModel, reader: _Reader, batch: Batch, rows: list[int]) -> None:
-    reader.set_batch(batch, rows)
-    kwargs = batch.model_kwargs(lm)
-    if min(batch.lengths) == max(batch.lengths) and "attention_mask" in kwargs:
-        # no padding: no mask, so attention takes its plain causal (fastest) kernel
-        kwargs = {"input_ids": kwargs["input_ids"]}
-    try:
-        with torch.inference_mode():
-            lm.model(**kwargs, use_cache=False)
-    except _StopForward:
-        pass
 
 
 def read_activations(
@@ -319,11 +262,11 @@ def read_activations(
         "dtype": str(lm.dtype).replace("torch.", ""),
         "linsteer_version": __version__,
     }
-    key_src = json.dumps([meta["fingerprint"], meta["position"], meta["prompt_format"],
-                          meta["dtype"], layer_list, list(prompts), labels, ids])
     meta["prompts_sha256"] = hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()
     cache_file = None
     if cache is not None:
+        key_src = json.dumps([meta["fingerprint"], meta["position"], meta["prompt_format"],
+                              meta["dtype"], layer_list, list(prompts), labels, ids])
         key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
         cache_file = Path(cache) / f"acts-{key}.safetensors"
         if cache_file.is_file():
@@ -352,24 +295,28 @@ def read_activations(
             if given is None:
                 for i, ids_i in zip(chunk, tokenize(lm, [prompts[i] for i in chunk]), strict=True):
                     token_ids[i] = ids_i
-            for local in batches_by_length([len(token_ids[i]) for i in chunk], batch_size, exact):
-                rows = [chunk[j] for j in local]
-                _read_batch(lm, reader, left_pad([token_ids[i] for i in rows], pad_id), rows)
+            groups = [[chunk[j] for j in local] for local in
+                      batches_by_length([len(token_ids[i]) for i in chunk], batch_size, exact)]
+            ready = [_prepare(lm, left_pad([token_ids[i] for i in rows], pad_id), rows, position)
+                     for rows in groups]
+            for rows, batch in zip(groups, ready, strict=True):
+                reader.run(lm, batch)
                 bar.update(len(rows))
     finally:
         for handle in handles:
             handle.remove()
     bar.close()
-    bad = reader.bad.cpu()  # the one copy back: everything at once
-    if bool(bad.any()):
-        layer = layer_list[int(bad.nonzero()[0, 0])]
+    sums = reader.sums.cpu()  # the one copy back: everything at once
+    finite = torch.isfinite(sums.sum(dim=1))
+    if not bool(finite.all()):
+        layer = layer_list[int((~finite).nonzero()[0, 0])]
         raise LinsteerError(
             f"non-finite activations at layer {layer} (NaN/inf; bf16 overflow is a "
             "common cause: try --dtype fp32)"
         )
     acts = reader.acts.cpu()
-    norm_sum, norm_count = reader.norm_sum.cpu(), reader.norm_count.cpu()
-    token_norms = torch.where(norm_count > 0, norm_sum / norm_count.clamp(min=1), math.nan)
+    norm_sum = sums[:, 0]
+    token_norms = norm_sum / reader.count if reader.count else torch.full_like(norm_sum, math.nan)
     result = ActivationSet(
         acts=acts,
         layers=layer_list,

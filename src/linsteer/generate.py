@@ -2,7 +2,8 @@
 
 On a GPU both answers come from one compiled steered generator (:mod:`linsteer.fastgen`), the
 prompt twice in one batch with strengths 0 and ``strength``; elsewhere from ``generate`` with
-the steering hooks. ``fast`` forces either path.
+the steering hooks (also, after a one-line notice, when the compiled path cannot run on the
+model). ``fast`` forces either path.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from linsteer.directions import SteeringVector
-from linsteer.fastgen import generate_steered
+from linsteer.fastgen import generate_steered, use_compiled
 from linsteer.models import load_model
 from linsteer.setting import strength_label
 from linsteer.steering import Steer, steering
@@ -25,7 +26,7 @@ def side_by_side(prompt: str, *, vector: Path, model: str, layer: int, strength:
     vec = SteeringVector.load(vector)
     lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     label = f"{operator} {strength_label(strength, unit if operator == 'add' else 'raw')} at layer {layer}"
-    if fast if fast is not None else lm.device.type == "cuda":
+    if use_compiled(lm, fast):
         both = Steer(vec, (layer,), operator, (0.0, strength), unit)  # type: ignore[arg-type]
         plain_out, steered_out = generate_steered(lm, [prompt, prompt], steer=both,
                                                   max_new_tokens=max_new_tokens, batch_size=2)

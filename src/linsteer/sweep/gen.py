@@ -1,4 +1,10 @@
-"""Generation scoring under many settings: greedy answers scored by their final number."""
+"""Generation scoring under many settings: greedy answers scored by their final number.
+
+On a GPU the answers come from the compiled steered generator (:mod:`linsteer.fastgen`: a static
+KV cache, steering inside the compiled step, every setting as rows of shared batches); elsewhere,
+or when the model cannot take that path (one-line notice), from ``generate`` with the steering
+hooks. Both give the same greedy tokens (exactly in float32).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 from linsteer.activations import tokenize
 from linsteer.answers import extract_number
+from linsteer.fastgen import SteeredGenerator, generate_conditions, use_compiled
+from linsteer.generation import GenerationOutput
 from linsteer.models import LoadedModel
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.items import GenItem
@@ -24,23 +32,42 @@ def score_gen(
     batch_size: int = 16,
     max_new_tokens: int = 24,
     max_rows: int = 64,
+    compiled: bool | None = None,
+    generators: dict[str, SteeredGenerator] | None = None,
 ) -> tuple[list[ItemRow], list[list[ItemRow]], int]:
     """Greedy answers of every item, unsteered and under each setting, scored by the final number.
 
     Settings of one layer and operator run together: each batch row carries its own vector and
     strength (the steering hooks' per-row mode), prompts replicated once per setting. An answer
     with no number is wrong and counted as a format failure (never guessed).
+
+    ``compiled``: take the compiled generator (None: on CUDA); ``generators`` keeps its compiled
+    steps for reuse across calls (the caller closes them).
     """
     fmt = get_format(prompt_format)
     prompts = [fmt.render_item(item) for item in items]
     stops = ("\n",) if fmt.style == "qa" else ("\nQ:", "\n\n")
 
-    def generate(rows: list[str], on_batch: Callable[[Sequence[int]], None] | None) -> list[ItemRow]:
-        outs = generate_answers(lm.model, lm.tokenizer, rows, max_new_tokens=max_new_tokens,
-                                stop_strings=stops, batch_size=batch_size, on_batch=on_batch)
-        results, _ = score_generation(list(items) * (len(rows) // len(items)), outs, extract_number)
+    def score(outs: Sequence[GenerationOutput]) -> list[ItemRow]:
+        results, _ = score_generation(list(items) * (len(outs) // len(items)), outs, extract_number)
         return [ItemRow(r.item_id, r.prediction, r.gold, r.correct, r.extracted,
                         r.n_generated_tokens, None, None) for r in results]
+
+    def generate(rows: list[str], on_batch: Callable[[Sequence[int]], None] | None) -> list[ItemRow]:
+        return score(generate_answers(lm.model, lm.tokenizer, rows, max_new_tokens=max_new_tokens,
+                                      stop_strings=stops, batch_size=batch_size, on_batch=on_batch))
+
+    tokens = sum(len(t) for t in tokenize(lm, prompts)) * (1 + len(settings))
+    if use_compiled(lm, compiled):
+        conds: list[Setting | None] = [None] * len(items) + [s for s in settings for _ in items]
+        outs = generate_conditions(lm, prompts * (1 + len(settings)), conds,
+                                   max_new_tokens=max_new_tokens, stop_strings=stops,
+                                   batch_size=max(batch_size, max_rows), generators=generators)
+        rows = score(outs)
+        n = len(items)
+        base, per_setting = rows[:n], [rows[(i + 1) * n: (i + 2) * n] for i in range(len(settings))]
+        tokens += sum(r.n_tokens for r in rows)
+        return base, per_setting, tokens
 
     base = generate(prompts, None)
     per: list[list[ItemRow] | None] = [None] * len(settings)
@@ -62,6 +89,5 @@ def score_gen(
                 rows = generate(prompts * len(chunk), on_batch)
             for j, i in enumerate(chunk):
                 per[i] = rows[j * len(items): (j + 1) * len(items)]
-    tokens = sum(len(t) for t in tokenize(lm, prompts)) * (1 + len(settings))
     tokens += sum(r.n_tokens for r in base) + sum(r.n_tokens for rows in per if rows for r in rows)
     return base, [rows for rows in per if rows is not None], tokens
