@@ -208,3 +208,38 @@ def test_side_by_side_falls_back_to_eager_with_one_line_notice(tmp_path: Any, ca
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("linsteer:")]
     assert len(err) == 1 and "generating eagerly" in err[0]
     assert fast == side_by_side("Q: 2 + 2 = ?\nA:", fast=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_sweep_compiles_once_for_all_its_generation_splits(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_sweep hands one set of compiled generators to every task split and closes them."""
+    from linsteer.controls import Control
+    from linsteer.store import ResultStore
+    from linsteer.sweep import gen
+    from linsteer.sweep.run import SweepSpec, run_sweep
+    from linsteer.sweep.tasks import TaskSpec
+
+    made: list[SteeredGenerator] = []
+    closed: list[SteeredGenerator] = []
+    init, close = SteeredGenerator.__init__, SteeredGenerator.close
+
+    def counting_init(self: SteeredGenerator, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    def counting_close(self: SteeredGenerator) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(SteeredGenerator, "__init__", counting_init)
+    monkeypatch.setattr(SteeredGenerator, "close", counting_close)
+    monkeypatch.setattr(gen, "use_compiled", lambda lm, compiled: True)  # as on CUDA
+    lm = arch_lm("llama")
+    spec = SweepSpec(layers=(1,), strengths=(2.0,), tasks=(TaskSpec("arith_gen", "reasoning", n_dev=2,
+                                                                    n_test=2, prompt_format="zero_shot",
+                                                                    max_new_tokens=4),),
+                     neutral_texts=0, batch_size=2)
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        run_sweep(lm, [Control("real", 0, vector(1), {})], spec, store)
+        assert len(store.cells()) == 4  # dev and test, baseline and the one setting
+    assert len(made) == 1 and closed == made

@@ -18,6 +18,7 @@ from linsteer.calibrate import Target, calibrate
 from linsteer.controls import Control
 from linsteer.directions import check_compatible
 from linsteer.errors import LinsteerError
+from linsteer.fastgen import SteeredGenerator
 from linsteer.layers import check_layers
 from linsteer.models import LoadedModel
 from linsteer.replay import Replayer
@@ -109,50 +110,30 @@ def run_sweep(
         say("calibrating strengths to perplexity budgets on neutral text ...")
         calibrated = calibrated_strengths(lm, controls, spec, store)
     settings = conditions(spec, controls, lm.n_layers, calibrated)
-    baseline = SettingKey.baseline(spec.unit)
-    per_token = flops_per_token(lm)
     n_groups = 2 * len(spec.tasks) + (1 if spec.neutral_texts > 0 else 0)
-    done = 0
-    for task in spec.tasks:
-        for split in ("dev", "test"):
-            done += 1
-            group = json.dumps({"model": lm.name, "task": asdict(task), "split": split})
-            if store.has_group(group):
-                say(f"[{done}/{n_groups}] {task.name}/{split}: already stored, skipped")
-                continue
-            start = time.perf_counter()
-            base_rows: list[ItemRow]
-            per_rows: list[list[ItemRow]]
-            if task.generative:
-                gen_items = task.gen_items(split)
-                base_rows, per_rows, tokens = score_gen(
-                    lm, gen_items, settings, prompt_format=task.prompt_format,
-                    batch_size=spec.batch_size, max_new_tokens=task.max_new_tokens,
-                    max_rows=spec.max_rows)
-                n_items = len(gen_items)
-            else:
-                items = task.items(split)
-                base, per, tokens = score_mc(lm, items, settings, prompt_format=task.prompt_format,
-                                             batch_size=spec.batch_size,
-                                             replayer=Replayer(lm, max_rows=spec.max_rows),
-                                             progress=f"{task.name}/{split}" if show_bars else None)
-                base_rows, per_rows = item_rows(items, base), [item_rows(items, p) for p in per]
-                n_items = len(items)
-            place = TaskSplit(task.name, task.role, split)
-            cells = [(place, baseline, base_rows)]
-            cells += [(place, s.key, rows) for s, rows in zip(settings, per_rows, strict=True)]
-            seconds = time.perf_counter() - start
-            total_tokens = tokens if task.generative else tokens * (1 + len(settings))
-            store.write_group(group, lm.name, cells, seconds=seconds, tokens=total_tokens,
-                              flops=per_token * total_tokens)
-            say(f"[{done}/{n_groups}] {task.name}/{split}: {n_items} items x "
-                f"{len(settings) + 1} conditions in {seconds:.1f}s")
+    generators: dict[str, SteeredGenerator] = {}  # compiled steps, reused by every split (CUDA)
+    try:
+        done = 0
+        for task in spec.tasks:
+            for split in ("dev", "test"):
+                done += 1
+                group = json.dumps({"model": lm.name, "task": asdict(task), "split": split})
+                if store.has_group(group):
+                    say(f"[{done}/{n_groups}] {task.name}/{split}: already stored, skipped")
+                    continue
+                line = _task_split(lm, task, split, settings, spec, store, group, generators,
+                                   show_bars=show_bars)
+                say(f"[{done}/{n_groups}] {line}")
+    finally:
+        for generator in generators.values():
+            generator.close()
     if spec.neutral_texts > 0:
         group = json.dumps({"model": lm.name, "neutral": spec.neutral_texts})
         if store.has_group(group):
             say(f"[{n_groups}/{n_groups}] neutral text: already stored, skipped")
             return
         start = time.perf_counter()
+        baseline = SettingKey.baseline(spec.unit)
         plain, effects, count = neutral_effects(lm, settings, neutral_texts(spec.neutral_texts))
         neutral = [(baseline, SideEffect(plain[0], 0.0, count))]
         neutral += [(s.key, SideEffect(ppl, kl, count))
@@ -160,5 +141,37 @@ def run_sweep(
         seconds = time.perf_counter() - start
         store.write_group(group, lm.name, [], neutral=neutral, seconds=seconds,
                           tokens=count * (1 + len(settings)),
-                          flops=per_token * count * (1 + len(settings)))
+                          flops=flops_per_token(lm) * count * (1 + len(settings)))
         say(f"[{n_groups}/{n_groups}] neutral text: {len(settings) + 1} conditions in {seconds:.1f}s")
+
+
+def _task_split(lm: LoadedModel, task: TaskSpec, split: str, settings: Sequence[Setting],
+                spec: SweepSpec, store: ResultStore, group: str,
+                generators: dict[str, SteeredGenerator], *, show_bars: bool) -> str:
+    """Score one task split under the baseline and every setting; store it as one group and
+    return the progress line."""
+    start = time.perf_counter()
+    base_rows: list[ItemRow]
+    per_rows: list[list[ItemRow]]
+    if task.generative:
+        gen_items = task.gen_items(split)
+        base_rows, per_rows, tokens = score_gen(
+            lm, gen_items, settings, prompt_format=task.prompt_format, batch_size=spec.batch_size,
+            max_new_tokens=task.max_new_tokens, max_rows=spec.max_rows, generators=generators)
+        n_items = len(gen_items)
+    else:
+        items = task.items(split)
+        base, per, tokens = score_mc(lm, items, settings, prompt_format=task.prompt_format,
+                                     batch_size=spec.batch_size,
+                                     replayer=Replayer(lm, max_rows=spec.max_rows),
+                                     progress=f"{task.name}/{split}" if show_bars else None)
+        base_rows, per_rows = item_rows(items, base), [item_rows(items, p) for p in per]
+        n_items = len(items)
+    place = TaskSplit(task.name, task.role, split)
+    cells = [(place, SettingKey.baseline(spec.unit), base_rows)]
+    cells += [(place, s.key, rows) for s, rows in zip(settings, per_rows, strict=True)]
+    seconds = time.perf_counter() - start
+    total_tokens = tokens if task.generative else tokens * (1 + len(settings))
+    store.write_group(group, lm.name, cells, seconds=seconds, tokens=total_tokens,
+                      flops=flops_per_token(lm) * total_tokens)
+    return f"{task.name}/{split}: {n_items} items x {len(settings) + 1} conditions in {seconds:.1f}s"
