@@ -22,8 +22,9 @@ from linsteer.directions import extract
 from linsteer.errors import LinsteerError
 from linsteer.extraction import contrast_activations
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.records import ItemResult
 from linsteer.setting import SettingKey
-from linsteer.store import ItemRow, ResultStore, TaskSplit
+from linsteer.store import ResultStore, TaskSplit
 from linsteer.summary import summarize
 from linsteer.sweep.run import SweepSpec, run_sweep
 from linsteer.sweep.tasks import TaskSpec
@@ -103,7 +104,7 @@ def test_summary_statistics_match_reference_values(tmp_path: Path) -> None:
                              None if kind == "baseline" else "add",
                              None if kind == "baseline" else 1.0, "norm")
             place = TaskSplit("arith_mc", "reasoning", "test")
-            return place, key, [ItemRow(f"i{j:02d}", "A", "A", c, True, 0, 0.5 + 0.1 * c, 0.0)
+            return place, key, [ItemResult(f"i{j:02d}", "A", "A", c, True, 0, 0.5 + 0.1 * c, 0.0)
                                 for j, c in enumerate(correct)]
         store.write_group("g", "m", [cell("baseline", base), cell("real", steer)], seconds=1.0, tokens=10,
                           flops=1.0)
@@ -250,8 +251,9 @@ def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path
     base, together, _ = score_gen(lm, items, grid, batch_size=4, max_new_tokens=6, max_rows=64)
     for setting, rows in zip(grid, together, strict=True):
         _, alone, _ = score_gen(lm, items, [setting], batch_size=4, max_new_tokens=6)
-        assert [(r.prediction, r.n_tokens) for r in rows] == [(r.prediction, r.n_tokens) for r in alone[0]]
-    assert all(0 < r.n_tokens <= 6 for r in base)
+        assert [(r.prediction, r.n_generated_tokens) for r in rows] == [
+            (r.prediction, r.n_generated_tokens) for r in alone[0]]
+    assert all(0 < r.n_generated_tokens <= 6 for r in base)
     # in a sweep: lengths and format failures reach the summary
     spec = SweepSpec(layers=(1,), strengths=(3.0,), tasks=(task,), neutral_texts=0)
     with ResultStore(tmp_path / "g.sqlite") as store:

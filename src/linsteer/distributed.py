@@ -29,9 +29,10 @@ from linsteer.controls import Control
 from linsteer.errors import LinsteerError
 from linsteer.models import load_model
 from linsteer.pipeline import Run, save_controls, stage_extract, sweep_controls
+from linsteer.records import ItemResult
 from linsteer.runconfig import make_config, sweep_spec
 from linsteer.setting import SettingKey
-from linsteer.store import ItemRow, ResultStore, SideEffect, TaskSplit, store_path
+from linsteer.store import ResultStore, SideEffect, TaskSplit, store_path
 from linsteer.summary import summarize
 from linsteer.sweep.run import SweepSpec, run_sweep
 
@@ -44,7 +45,7 @@ class GroupResult:
 
     group: str
     model: str
-    cells: list[tuple[TaskSplit, SettingKey, list[ItemRow]]]
+    cells: list[tuple[TaskSplit, SettingKey, list[ItemResult]]]
     neutral: list[tuple[SettingKey, SideEffect]]
     seconds: float
     tokens: int
@@ -68,7 +69,7 @@ class CaptureStore:
         return group_key != self.only
 
     def write_group(self, group_key: str, model: str,
-                    cells: Sequence[tuple[TaskSplit, SettingKey, Sequence[ItemRow]]], *,
+                    cells: Sequence[tuple[TaskSplit, SettingKey, Sequence[ItemResult]]], *,
                     neutral: Sequence[tuple[SettingKey, SideEffect]] = (), seconds: float,
                     tokens: int, flops: float) -> None:
         self.written.append(GroupResult(group_key, model,

@@ -26,11 +26,12 @@ from linsteer.errors import LinsteerError
 from linsteer.headline import Headline
 from linsteer.models import load_model
 from linsteer.pipeline import Say, run_all
+from linsteer.records import ItemResult
 from linsteer.report import write_report
 from linsteer.runconfig import RunConfig, make_config, sweep_spec
 from linsteer.rundir import new_run_dir
 from linsteer.stats import mcnemar_exact, proportion
-from linsteer.store import ItemRow, ResultStore, store_path
+from linsteer.store import ResultStore, store_path
 from linsteer.sweep.run import run_sweep
 
 ROLES = ("base", "instruct", "reasoning")
@@ -61,7 +62,7 @@ def unsteered_run(config: RunConfig, run_dir: Path, say: Say) -> None:
 
 
 def _cell_items(run_dir: Path, task: str, kind: str, layer: int | None = None,
-                operator: str | None = None, strength: float | None = None) -> dict[str, ItemRow]:
+                operator: str | None = None, strength: float | None = None) -> dict[str, ItemResult]:
     with ResultStore(store_path(run_dir)) as store:
         for cell in store.cells():
             if (cell["task"], cell["split"], cell["kind"]) != (task, "test", kind):
@@ -75,7 +76,7 @@ def _cell_items(run_dir: Path, task: str, kind: str, layer: int | None = None,
     return {}
 
 
-def _row(label: str, items: dict[str, ItemRow], ids: list[str], ref: dict[str, ItemRow] | None
+def _row(label: str, items: dict[str, ItemResult], ids: list[str], ref: dict[str, ItemResult] | None
          ) -> dict[str, Any]:
     correct = [items[i].correct for i in ids]
     acc = proportion(correct)

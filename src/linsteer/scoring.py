@@ -19,6 +19,7 @@ from typing import Protocol
 from linsteer.answers import normalise_number, numbers_equal
 from linsteer.errors import LinsteerError
 from linsteer.generation import GenerationOutput, generate_answers
+from linsteer.records import ItemResult
 
 __all__ = [
     "ChoiceScores",
@@ -41,22 +42,6 @@ class ChoiceScores:
     n_tokens: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class ItemResult:
-    """One evaluated item. ``extracted=False`` means a format failure (and ``correct=False``).
-
-    ``gold_prob``/``margin`` are set for log-likelihood multiple choice only: the softmax over the
-    options' scores of the gold option, and gold score minus the best other option's score.
-    """
-
-    item_id: str
-    prediction: str | None
-    gold: str
-    correct: bool
-    extracted: bool
-    n_generated_tokens: int
-    gold_prob: float | None = None
-    margin: float | None = None
 
 
 class GenItemLike(Protocol):

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from linsteer.errors import LinsteerError
 from linsteer.io import write_csv, write_json
+from linsteer.records import ItemResult
 from linsteer.setting import SettingKey
 
 SCHEMA = """
@@ -55,18 +56,6 @@ class TaskSplit(NamedTuple):
     task: str
     role: str
     split: str
-
-
-@dataclass(frozen=True)
-class ItemRow:
-    item_id: str
-    prediction: str | None
-    gold: str
-    correct: bool
-    extracted: bool
-    n_tokens: int
-    gold_prob: float | None
-    margin: float | None
 
 
 @dataclass(frozen=True)
@@ -137,7 +126,7 @@ class ResultStore:
         self,
         group_key: str,
         model: str,
-        cells: Sequence[tuple[TaskSplit, SettingKey, Sequence[ItemRow]]],
+        cells: Sequence[tuple[TaskSplit, SettingKey, Sequence[ItemResult]]],
         *,
         neutral: Sequence[tuple[SettingKey, SideEffect]] = (),
         seconds: float,
@@ -159,7 +148,7 @@ class ResultStore:
                 self.db.executemany(
                     "INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?)",
                     [(key, r.item_id, r.prediction, r.gold, int(r.correct), int(r.extracted),
-                      r.n_tokens, r.gold_prob, r.margin) for r in rows],
+                      r.n_generated_tokens, r.gold_prob, r.margin) for r in rows],
                 )
             for setting, effect in neutral:
                 self.db.execute(
@@ -194,11 +183,11 @@ class ResultStore:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def item_rows(self, cell_key: str) -> list[ItemRow]:
+    def item_rows(self, cell_key: str) -> list[ItemResult]:
         cur = self.db.execute(
             "SELECT item_id, prediction, gold, correct, extracted, n_tokens, gold_prob, margin "
             "FROM items WHERE cell_key=? ORDER BY item_id", (cell_key,))
-        return [ItemRow(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], r[6], r[7])
+        return [ItemResult(r[0], r[1], r[2], bool(r[3]), bool(r[4]), r[5], r[6], r[7])
                 for r in cur.fetchall()]
 
     def neutral_rows(self) -> list[dict[str, Any]]:

@@ -17,9 +17,10 @@ from typing import Any, TypedDict
 
 from linsteer.errors import LinsteerError
 from linsteer.multiplicity import holm, null_rank
+from linsteer.records import ItemResult
 from linsteer.setting import SettingKey
 from linsteer.stats import mcnemar_exact, paired_diff_ci, proportion
-from linsteer.store import ItemRow, ResultStore
+from linsteer.store import ResultStore
 
 Row = Mapping[str, Any]  # a results-table row as read: a CellRow, or any mapping with its keys
 
@@ -114,7 +115,7 @@ def summarize(store: ResultStore) -> list[CellRow]:
     """One row per stored cell, with the keys of :data:`REQUIRED_KEYS` and more."""
     cells = store.cells()
     neutral = {(n["model"], SettingKey.of_row(n)): n for n in store.neutral_rows()}
-    items: dict[str, list[ItemRow]] = {c["cell_key"]: store.item_rows(c["cell_key"]) for c in cells}
+    items: dict[str, list[ItemResult]] = {c["cell_key"]: store.item_rows(c["cell_key"]) for c in cells}
     baselines = {(c["model"], c["task"], c["split"]): c for c in cells if c["kind"] == "baseline"}
     rows: list[CellRow] = []
     for cell in cells:
@@ -131,8 +132,8 @@ def summarize(store: ResultStore) -> list[CellRow]:
             n=prop.n, accuracy=prop.p, ci_lo=prop.lo, ci_hi=prop.hi,
             gold_prob=sum(probs) / len(probs) if probs else None,
             format_failures=sum(not r.extracted for r in mine),
-            mean_tokens=(sum(r.n_tokens for r in mine) / len(mine)
-                         if any(r.n_tokens for r in mine) else None),
+            mean_tokens=(sum(r.n_generated_tokens for r in mine) / len(mine)
+                         if any(r.n_generated_tokens for r in mine) else None),
             delta=None, delta_lo=None, delta_hi=None, p_value=None,
             gold_prob_delta=None, gold_prob_lo=None, gold_prob_hi=None, gold_prob_p=None,
             ppl=side["ppl"] if side else None, kl=side["kl"] if side else None,

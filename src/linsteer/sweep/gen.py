@@ -17,10 +17,10 @@ from linsteer.generation import GenerationOutput
 from linsteer.models import LoadedModel
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.items import GenItem
+from linsteer.records import ItemResult
 from linsteer.scoring import generate_answers, score_generation
 from linsteer.setting import Setting
 from linsteer.steering import Steer, SteeringHandle, steering
-from linsteer.store import ItemRow
 
 
 def score_gen(
@@ -34,7 +34,7 @@ def score_gen(
     max_rows: int = 64,
     compiled: bool | None = None,
     generators: dict[str, SteeredGenerator] | None = None,
-) -> tuple[list[ItemRow], list[list[ItemRow]], int]:
+) -> tuple[list[ItemResult], list[list[ItemResult]], int]:
     """Greedy answers of every item, unsteered and under each setting, scored by the final number.
 
     Settings of one layer and operator run together: each batch row carries its own vector and
@@ -48,12 +48,11 @@ def score_gen(
     prompts = [fmt.render_item(item) for item in items]
     stops = ("\n",) if fmt.style == "qa" else ("\nQ:", "\n\n")
 
-    def score(outs: Sequence[GenerationOutput]) -> list[ItemRow]:
+    def score(outs: Sequence[GenerationOutput]) -> list[ItemResult]:
         results, _ = score_generation(list(items) * (len(outs) // len(items)), outs, extract_number)
-        return [ItemRow(r.item_id, r.prediction, r.gold, r.correct, r.extracted,
-                        r.n_generated_tokens, None, None) for r in results]
+        return results
 
-    def generate(rows: list[str], on_batch: Callable[[Sequence[int]], None] | None) -> list[ItemRow]:
+    def generate(rows: list[str], on_batch: Callable[[Sequence[int]], None] | None) -> list[ItemResult]:
         return score(generate_answers(lm.model, lm.tokenizer, rows, max_new_tokens=max_new_tokens,
                                       stop_strings=stops, batch_size=batch_size, on_batch=on_batch))
 
@@ -66,11 +65,11 @@ def score_gen(
         rows = score(outs)
         n = len(items)
         base, per_setting = rows[:n], [rows[(i + 1) * n: (i + 2) * n] for i in range(len(settings))]
-        tokens += sum(r.n_tokens for r in rows)
+        tokens += sum(r.n_generated_tokens for r in rows)
         return base, per_setting, tokens
 
     base = generate(prompts, None)
-    per: list[list[ItemRow] | None] = [None] * len(settings)
+    per: list[list[ItemResult] | None] = [None] * len(settings)
     groups: dict[tuple[int, str], list[int]] = {}
     for i, s in enumerate(settings):
         groups.setdefault((s.layer, s.operator), []).append(i)
@@ -89,5 +88,6 @@ def score_gen(
                 rows = generate(prompts * len(chunk), on_batch)
             for j, i in enumerate(chunk):
                 per[i] = rows[j * len(items): (j + 1) * len(items)]
-    tokens += sum(r.n_tokens for r in base) + sum(r.n_tokens for rows in per if rows for r in rows)
+    done = [base, *(rows for rows in per if rows)]
+    tokens += sum(r.n_generated_tokens for rows in done for r in rows)
     return base, [rows for rows in per if rows is not None], tokens

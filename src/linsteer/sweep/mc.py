@@ -22,10 +22,10 @@ from linsteer.layers import is_recurrent
 from linsteer.models import LoadedModel
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.items import MCItem
+from linsteer.records import ItemResult
 from linsteer.replay import Replayer
 from linsteer.scoring import ChoiceScores, score_choices
 from linsteer.setting import Setting
-from linsteer.store import ItemRow
 
 
 @dataclass
@@ -272,7 +272,5 @@ def score_mc(
                       batch_size=batch_size, replayer=replayer, progress=progress)
 
 
-def item_rows(items: Sequence[MCItem], scores: Sequence[ChoiceScores]) -> list[ItemRow]:
-    results = score_choices(items, scores, normalise=False)
-    return [ItemRow(r.item_id, r.prediction, r.gold, r.correct, r.extracted, 0, r.gold_prob, r.margin)
-            for r in results]
+def item_rows(items: Sequence[MCItem], scores: Sequence[ChoiceScores]) -> list[ItemResult]:
+    return score_choices(items, scores, normalise=False)

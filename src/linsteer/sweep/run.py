@@ -21,10 +21,11 @@ from linsteer.errors import LinsteerError
 from linsteer.fastgen import SteeredGenerator
 from linsteer.layers import check_layers
 from linsteer.models import LoadedModel
+from linsteer.records import ItemResult
 from linsteer.replay import Replayer
 from linsteer.setting import Setting, SettingKey, check_unit
 from linsteer.steering import OPERATORS
-from linsteer.store import ItemRow, ResultStore, SideEffect, TaskSplit
+from linsteer.store import ResultStore, SideEffect, TaskSplit
 from linsteer.sweep.gen import score_gen
 from linsteer.sweep.mc import item_rows, score_mc
 from linsteer.sweep.neutral import neutral_effects, neutral_texts
@@ -151,8 +152,8 @@ def _task_split(lm: LoadedModel, task: TaskSpec, split: str, settings: Sequence[
     """Score one task split under the baseline and every setting; store it as one group and
     return the progress line."""
     start = time.perf_counter()
-    base_rows: list[ItemRow]
-    per_rows: list[list[ItemRow]]
+    base_rows: list[ItemResult]
+    per_rows: list[list[ItemResult]]
     if task.generative:
         gen_items = task.gen_items(split)
         base_rows, per_rows, tokens = score_gen(
