@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from linsteer.cpudtype import cpu_default_dtype
 from linsteer.errors import LinsteerError
 from linsteer.gguf_parts import qwen05_gguf, qwen15_gguf
 from linsteer.layers import Blocks, find_blocks
@@ -149,24 +150,12 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("linsteer"))
 
 
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def default_dtype(device: str) -> torch.dtype:
-    """bf16 where the hardware computes it natively, else fp32.
-
-    Measured here: on an AVX2 CPU without bf16 instructions, reading Gemma 3 270M in bf16 is
-    about 5x slower than in fp32 (bf16 is emulated), so the CPU default is fp32 unless the CPU
-    has AVX512-BF16 or AMX.
-    """
+    """bf16 on GPUs that support it (else fp16); on a CPU, fp32 unless bf16 is native and
+    measurably faster there (:mod:`linsteer.cpudtype`, verdict cached per machine)."""
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
+    return cpu_default_dtype(cache_dir() / "cpu_dtype.json")
 
 
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
