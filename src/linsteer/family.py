@@ -95,16 +95,16 @@ def family_table(runs: dict[str, Path], head: Headline, tasks: list[str]) -> lis
     for task in tasks:
         steered = _cell_items(runs["base"], task, "real", head.best_layer, head.best_operator,
                               head.best_strength)
-        members = {"base (unsteered)": _cell_items(runs["base"], task, "baseline")}
-        members.update({f"{role} (unsteered)": _cell_items(path, task, "baseline")
-                        for role, path in runs.items() if role != "base"})
+        members = {role: _cell_items(runs[role], task, "baseline")  # base first, then the siblings
+                   for role in sorted(runs, key=lambda role: role != "base")}
         ids = sorted(set(steered).intersection(*[set(m) for m in members.values()]))
         if not ids:
             continue
         label = (f"base steered (layer {head.best_layer}, {head.best_operator}, "
                  f"{head.best_strength:g})")
-        rows.append({"task": task, **_row(label, steered, ids, None)})
-        rows += [{"task": task, **_row(name, items, ids, steered)} for name, items in members.items()]
+        rows.append({"task": task, "member": "base steered", **_row(label, steered, ids, None)})
+        rows += [{"task": task, "member": role, **_row(f"{role} (unsteered)", items, ids, steered)}
+                 for role, items in members.items()]
     return rows
 
 
@@ -138,10 +138,7 @@ def seed_table(cost: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[
     """
     accuracy: dict[str, dict[str, str]] = {}
     for row in table:
-        member = row["condition"].split(" ")[0]
-        if row["condition"].startswith("base steered"):
-            member = "base steered"
-        accuracy.setdefault(member, {})[row["task"]] = (
+        accuracy.setdefault(row["member"], {})[row["task"]] = (
             f"{row['accuracy']:.3f} [{row['ci_lo']:.3f}, {row['ci_hi']:.3f}]")
     out = []
     for member in cost:
