@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 import torch
 
-from linsteer.activations import batches_by_length, left_pad, read_activations, tokenize
-from linsteer.directions import SteeringVector
-from linsteer.models import LoadedModel, load_model
+from linsteer.extract.read import batches_by_length, left_pad, read_activations, tokenize
+from linsteer.extract.vector import SteeringVector
+from linsteer.model.load import LoadedModel, load_model
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.steering import Steer, steering
+from linsteer.steer.hooks import Steer, steering
 
 # per-vector relative error two correct forwards over the same tokens may show, by dtype
 REL_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}

@@ -6,8 +6,8 @@ engines and reading, on random-init models of real shapes (no downloads), printe
    middle layer, all layers, per-row strengths and ``positions="generated"``: after a warm-up
    of every variant, the median of ``pairs`` alternating (plain, steered) pair ratios, the order
    flipped every other pair. ``hook_ops``: aten ops per steering hook call (prefill, decode) and
-   any host-sync op inside the hooks, counted with :mod:`linsteer.hookcost` (device-independent).
-2. ``compiled``: :class:`linsteer.fastgen.SteeredGenerator` at batch 256 (128 + 128): tok/s
+   any host-sync op inside the hooks, counted with :mod:`linsteer.steer.hookcost` (device-independent).
+2. ``compiled``: :class:`linsteer.generate.static.SteeredGenerator` at batch 256 (128 + 128): tok/s
    steered and unsteered, eager HF ``generate`` (with the hooks) beside it, token agreement of
    compiled vs eager steered, and whether steering changed the compiled output.
 3. ``sweep``: ``score_mc`` of 16 configurations (2 layers x 8 strengths) on 128 arith_mc items
@@ -37,10 +37,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from random_models import SHAPES, bundled_texts, exact_length_texts, random_model, train_tokenizer
 
-from linsteer.directions import SteeringVector
-from linsteer.hookcost import count_hook_ops
-from linsteer.models import LoadedModel, wrap_model
-from linsteer.steering import Steer, steering
+from linsteer.extract.vector import SteeringVector
+from linsteer.model.load import LoadedModel, wrap_model
+from linsteer.steer.hookcost import count_hook_ops
+from linsteer.steer.hooks import Steer, steering
 
 FULL = {"gen_shape": "qwen2.5-1.5b", "read_shape": "llama-3.2-1b", "batches": (1, 16, 128),
         "prompt": 128, "new": 32, "pairs": 4, "compiled_new": 128, "compiled_batch": 256, "items": 128,
@@ -145,7 +145,7 @@ def generation_table(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
 
 # ---- 2. compiled steered generation --------------------------------------------------------
 def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dict[str, Any]:
-    from linsteer.fastgen import SteeredGenerator
+    from linsteer.generate.static import SteeredGenerator
 
     device, vocab = lm.device, len(lm.tokenizer)  # type: ignore[arg-type]
     batch, new, mid = cfg["compiled_batch"], cfg["compiled_new"], lm.n_layers // 2
@@ -204,9 +204,9 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
 
 # ---- 3. the sweep engines ------------------------------------------------------------------
 def sweep(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
-    from linsteer.replay import Replayer
-    from linsteer.setting import Setting
-    from linsteer.sweep.mc import score_mc
+    from linsteer.score.mc import score_mc
+    from linsteer.score.replay import Replayer
+    from linsteer.steer.setting import Setting
     from linsteer.sweep.tasks import TaskSpec
 
     device = lm.device
@@ -216,7 +216,7 @@ def sweep(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
     settings = [Setting(vec, layer, "add", s) for layer in layers
                 for s in (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)]
     runs = {"engine": Replayer(lm), "replay": Replayer(lm, engine="replay"),
-            "one_by_one": Replayer(lm, use_replay=False)}
+            "one_by_one": Replayer(lm, engine="full")}
     for rep in runs.values():  # warm-up: every engine on its own replayer (all items on a GPU)
         score_mc(lm, items[: cfg["warm_items"]], settings, replayer=rep)
     laps: dict[str, list[float]] = {name: [] for name in runs}
@@ -244,7 +244,7 @@ def sweep(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
 
 # ---- 4. reading at the body's speed --------------------------------------------------------
 def reading(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
-    from linsteer.activations import batches_by_length, left_pad, read_activations, tokenize
+    from linsteer.extract.read import batches_by_length, left_pad, read_activations, tokenize
 
     device = lm.device
     texts = exact_length_texts(lm.tokenizer, cfg["read_n"], cfg["read_len"])

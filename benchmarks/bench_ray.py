@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from linsteer.controls import build_controls
-from linsteer.distributed import init_ray, run_sweep_ray
-from linsteer.extraction import vector_from_contrast
-from linsteer.models import load_model
+from linsteer.extract.contrast import vector_from_contrast
+from linsteer.extract.controls import build_controls
+from linsteer.model.load import load_model
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.store import ResultStore
+from linsteer.run.ray import init_ray, run_sweep_ray
 from linsteer.sweep.run import SweepSpec, run_sweep
+from linsteer.sweep.store import ResultStore
 from linsteer.sweep.tasks import TaskSpec
 
 

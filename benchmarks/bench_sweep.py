@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from linsteer.directions import SteeringVector
-from linsteer.models import load_model
-from linsteer.replay import Replayer
-from linsteer.setting import Setting
-from linsteer.sweep.mc import score_mc
+from linsteer.extract.vector import SteeringVector
+from linsteer.model.load import load_model
+from linsteer.score.mc import score_mc
+from linsteer.score.replay import Replayer
+from linsteer.steer.setting import Setting
 from linsteer.sweep.tasks import TaskSpec
 
 
@@ -46,8 +46,8 @@ def main() -> None:
         f"sweep (auto engine: {auto.chosen_engine()}, prefix tree)": {"tree": True, "replayer": auto},
         "replay engine, prefix tree": {"tree": True, "replayer": Replayer(lm, engine="replay")},
         "rows engine, prefix tree": {"tree": True, "replayer": Replayer(lm, engine="rows")},
-        "one by one, prefix tree": {"tree": True, "replayer": Replayer(lm, use_replay=False)},
-        "one by one, one row per option": {"tree": False, "replayer": Replayer(lm, use_replay=False)},
+        "one by one, prefix tree": {"tree": True, "replayer": Replayer(lm, engine="full")},
+        "one by one, one row per option": {"tree": False, "replayer": Replayer(lm, engine="full")},
     }
     times, scores = {}, {}
     for name, kwargs in runs.items():

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from linsteer.confounds import model_confounds
-from linsteer.extraction import contrast_activations
-from linsteer.models import load_model
+from linsteer.diagnostics.confounds import model_confounds
+from linsteer.extract.contrast import contrast_activations
+from linsteer.model.load import load_model
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
 

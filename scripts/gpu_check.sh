@@ -40,7 +40,7 @@ if [ -n "$TINY" ]; then
 else
     printf 'n_per_class: 32\nn_dev: 4\nn_test: 8\nn_null: 1\nmax_new_tokens: 16\nneutral_texts: 4\nanalysis_layers: 2\nbatch_size: 64\n' > "$WORK/reduced.yaml"
 fi
-(cd "$WORK" && timeout "${PAPER_TIMEOUT:-$([ -n "$TINY" ] && echo 900 || echo 90)}" $PY -m linsteer.cli run --preset paper --config reduced.yaml \
+(cd "$WORK" && timeout "${PAPER_TIMEOUT:-$([ -n "$TINY" ] && echo 900 || echo 90)}" $PY -m linsteer.cli.main run --preset paper --config reduced.yaml \
     --model model --runs runs 2>&1) | tr '\r' '\n' | grep -v -e '%|' -e '^\s*$' > "$OUT/paper.log"
 echo "paper preset exit code ${PIPESTATUS[0]}" | tee -a "$OUT/phases.txt"
 stamp "paper preset done"

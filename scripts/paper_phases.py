@@ -21,7 +21,7 @@ import yaml
 def main() -> None:
     run_dir, log = Path(sys.argv[1]), Path(sys.argv[2]).read_text()
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    from linsteer.runconfig import PRESETS
+    from linsteer.run.config import PRESETS
 
     full = PRESETS["paper"]
     phases: list[dict[str, object]] = []

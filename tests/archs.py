@@ -10,7 +10,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel
 
-from linsteer.models import LoadedModel, wrap_model
+from linsteer.model.load import LoadedModel, wrap_model
 from tiny import ARCHS, tiny_model, tiny_tokenizer
 
 ALL_ARCHS = ARCHS

@@ -1,4 +1,4 @@
-"""Tests for linsteer.analysis on synthetic activations with a known class separation."""
+"""Tests for linsteer.diagnostics.geometry on synthetic activations with a known class separation."""
 
 from __future__ import annotations
 
@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from linsteer.activations import ActivationSet
-from linsteer.analysis import (
-    LayerSeparability,
-    cohens_d,
-    cross_model_cosine,
-    layer_cosines,
-    pca_2d,
-    profile,
-    separability,
-    source_confound,
-)
-from linsteer.directions import SteeringVector, extract
+from linsteer.diagnostics.geometry import cross_model_cosine, layer_cosines, pca_2d, profile
+from linsteer.diagnostics.separability import LayerSeparability, cohens_d, separability, source_confound
 from linsteer.errors import LinsteerError
+from linsteer.extract.actset import ActivationSet
+from linsteer.extract.methods import extract
+from linsteer.extract.vector import SteeringVector
 
 D = 24
 LAYERS = [0, 3, 6]  # layer 0: pure noise; 3: weak shift; 6: strong shift along AXIS

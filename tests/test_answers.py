@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from linsteer.answers import extract_choice, extract_number, normalise_number, numbers_equal
 from linsteer.errors import LinsteerError
+from linsteer.prompts.answers import extract_choice, extract_number, normalise_number, numbers_equal
 
 NUMBER_CASES: list[tuple[str, str | None]] = [
     ("The answer is 18.", "18"),
@@ -127,7 +127,7 @@ TRICKY_NUMBERS = [
 
 @pytest.mark.parametrize(("gold", "text", "normal"), TRICKY_NUMBERS)
 def test_gold_and_prediction_normalise_to_the_same_string(gold: str, text: str, normal: str) -> None:
-    from linsteer.prompts import normalize_number
+    from linsteer.prompts.benchmarks import normalize_number
 
     assert normalize_number(gold) == normal
     assert extract_number(text) == normal

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from archs import arch_model, model_folder
-from linsteer.cli import main
+from linsteer.cli.main import main
 from tiny import tiny_tokenizer
 
 TINY_CONFIG = """

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from archs import arch_model
-from linsteer.cli import main
+from linsteer.cli.main import main
 from linsteer.errors import LinsteerError
 from tiny import tiny_tokenizer
 
@@ -183,14 +183,14 @@ def test_refused_in_one_line_changing_nothing(argv: list[str], message: str, ws:
 def test_existing_run_still_reports_after_a_refusal_without_the_model(
         ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``report`` on a finished run reuses everything: the model is not loaded again."""
-    import linsteer.pipeline
+    import linsteer.run.stages
 
     def no_load(*args: object, **kwargs: object) -> None:
         raise AssertionError("report on a finished run loaded the model")
 
     monkeypatch.chdir(ws)
     assert main([*RUN, "--run-dir", "existing", "--n-null", "2"]) == 2
-    monkeypatch.setattr(linsteer.pipeline, "load_model", no_load)
+    monkeypatch.setattr(linsteer.run.stages, "load_model", no_load)
     phases = sqlite3.connect(ws / "existing" / "results.sqlite")
     before = phases.execute("SELECT * FROM phases ORDER BY name").fetchall()
     phases.close()
@@ -228,7 +228,7 @@ def test_argparse_errors_from_a_real_process(ws: Path) -> None:
     for argv in (["run", "--n", "x"], ["generate", "hi", "--layer", "0", "--vector",
                                         "existing/vector.safetensors", "--model", "model",
                                         "--strength", "inf"]):
-        proc = subprocess.run([sys.executable, "-m", "linsteer.cli", *argv], cwd=ws, env=env,
+        proc = subprocess.run([sys.executable, "-m", "linsteer.cli.main", *argv], cwd=ws, env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr
         assert proc.stdout == ""
@@ -239,7 +239,7 @@ def test_argparse_errors_from_a_real_process(ws: Path) -> None:
 def test_quiet_generate_prints_only_the_text(ws: Path) -> None:
     """--quiet silences transformers' 'Loading weights' bar; negative layers count from the end."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "linsteer.cli", "generate", "Q: 1+1?", "--model",
+    proc = subprocess.run([sys.executable, "-m", "linsteer.cli.main", "generate", "Q: 1+1?", "--model",
                            "model", "--vector", "existing/vector.safetensors", "--layer", "-2",
                            "--max-new-tokens", "3", "--quiet"],
                           cwd=ws, env=env, capture_output=True, text=True, timeout=300)
@@ -249,8 +249,9 @@ def test_quiet_generate_prints_only_the_text(ws: Path) -> None:
 
 
 def test_negative_layers_normalised_at_the_config_boundary(ws: Path) -> None:
-    from linsteer.runconfig import make_config
-    from linsteer.validate import parse_layers, validate_config
+    from linsteer.model.layers import parse_layers
+    from linsteer.run.config import make_config
+    from linsteer.run.validate import validate_config
 
     config = make_config("quick", ws / "tiny.yaml", {"model": str(ws / "model"), "layers": (-1, 0)})
     assert validate_config(config).layers == (0, 2)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from archs import arch_model
-from linsteer.cli import build_parser, main
-from linsteer.directions import SteeringVector
+from linsteer.cli.main import build_parser, main
+from linsteer.extract.vector import SteeringVector
 from tiny import tiny_tokenizer
 
 
@@ -66,7 +66,7 @@ def test_import_refuses_files_that_do_not_fit_the_model(tmp_path: Path,
     _error(["export", str(vec), "--to", "llama.cpp", "--out", str(gguf), "--layers", "0-1"], capsys,
            "layer 0")
     _error(["export", str(vec), "--to", "llama.cpp", "--out", str(gguf), "--layers", "x"], capsys,
-           "bad layer range")
+           "bad --layers")
     _error(["export", str(vec), "--to", "lm-eval", "--out", str(tmp_path / "s.pt")], capsys, "--layers")
     assert not (tmp_path / "x").exists()
 

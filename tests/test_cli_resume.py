@@ -50,7 +50,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def command(runs: str) -> list[str]:
-    return [sys.executable, "-m", "linsteer.cli", "run", "--model", "model", "--config", "tiny.yaml",
+    return [sys.executable, "-m", "linsteer.cli.main", "run", "--model", "model", "--config", "tiny.yaml",
             "--runs", runs, "--quiet"]
 
 
@@ -94,7 +94,7 @@ def reference(ws: Path) -> Path:
 def test_activation_ids_follow_the_items_in_order() -> None:
     """Ids, labels and rows of the activations line up with the contrast items (no set order)."""
     from archs import arch_lm
-    from linsteer.extraction import contrast_activations
+    from linsteer.extract.contrast import contrast_activations
     from linsteer.prompts.spec import contrast_from_spec
 
     contrast = contrast_from_spec("builtin", 6)

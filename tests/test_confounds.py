@@ -8,16 +8,16 @@ import numpy as np
 import torch
 
 from helpers import one_line_error
-from linsteer.activations import ActivationSet
-from linsteer.confounds import (
+from linsteer.diagnostics.confounds import (
     bag_of_tokens,
     confound_diagnostics,
-    confound_html,
     embedding_features,
     length_features,
     model_confounds,
 )
-from linsteer.models import wrap_model
+from linsteer.extract.actset import ActivationSet
+from linsteer.model.load import wrap_model
+from linsteer.report.content import confound_html
 from tiny import tiny_model, tiny_tokenizer
 
 N = 40  # per class

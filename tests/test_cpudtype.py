@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from linsteer.cpudtype import cpu_default_dtype
+from linsteer.model.cpudtype import cpu_default_dtype
 
 NATIVE = "model name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
 EMULATED = "model name\t: Old CPU\nflags\t\t: fpu avx2\n"

@@ -11,9 +11,9 @@ import torch
 
 from archs import model_folder
 from helpers import one_line_error
-from linsteer.activations import ActivationSet
-from linsteer.compare import compare_models
-from linsteer.crossmodel import cka_by_depth, linear_cka
+from linsteer.diagnostics.crossmodel import cka_by_depth, linear_cka
+from linsteer.extract.actset import ActivationSet
+from linsteer.run.compare import compare_models
 
 
 def test_linear_cka_is_width_free_and_rotation_invariant() -> None:

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from archs import arch_model
-from linsteer.activations import read_activations
-from linsteer.directions import SteeringVector
-from linsteer.models import LoadedModel, load_model
-from linsteer.steering import Steer, steering
+from linsteer.extract.read import read_activations
+from linsteer.extract.vector import SteeringVector
+from linsteer.model.load import LoadedModel, load_model
+from linsteer.steer.hooks import Steer, steering
 from tiny import tiny_tokenizer
 
 SPLIT = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from archs import model_folder
-from linsteer.controls import Control, build_controls
-from linsteer.extraction import vector_from_contrast
-from linsteer.models import load_model
+from linsteer.extract.contrast import vector_from_contrast
+from linsteer.extract.controls import Control, build_controls
+from linsteer.model.load import load_model
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.store import ResultStore
 from linsteer.sweep.run import SweepSpec, run_sweep
+from linsteer.sweep.store import ResultStore
 from linsteer.sweep.tasks import TaskSpec
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
@@ -44,7 +44,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[Control],
 
 
 def test_ray_sweep_equals_single_process_and_resumes(setup: tuple, tmp_path: Path) -> None:
-    from linsteer.distributed import run_sweep_ray
+    from linsteer.run.ray import run_sweep_ray
 
     model, controls, reference = setup
     with ResultStore(tmp_path / "results.sqlite") as store:
@@ -59,7 +59,7 @@ def test_ray_sweep_equals_single_process_and_resumes(setup: tuple, tmp_path: Pat
 
 
 def test_killed_worker_is_replaced_and_its_group_redone(setup: tuple, tmp_path: Path) -> None:
-    from linsteer.distributed import GroupResult, RayReport, run_sweep_ray
+    from linsteer.run.ray import GroupResult, RayReport, run_sweep_ray
 
     model, controls, reference = setup
     killed: list[int] = []
@@ -82,7 +82,7 @@ def test_cli_sweep_ray_redoes_a_run_directory(setup: tuple, tmp_path: Path,
     """``linsteer sweep RUN --ray``: a single-process run's sweep redone on Ray gives its rows."""
     import shutil
 
-    from linsteer.cli import main
+    from linsteer.cli.main import main
 
     model, _, _ = setup
     config = tmp_path / "tiny.yaml"

@@ -17,16 +17,16 @@ from scipy.stats import binomtest
 
 from archs import arch_lm
 from helpers import DATA as SHARED
-from linsteer.controls import build_controls
-from linsteer.directions import extract
 from linsteer.errors import LinsteerError
-from linsteer.extraction import contrast_activations
+from linsteer.extract.contrast import contrast_activations
+from linsteer.extract.controls import build_controls
+from linsteer.extract.methods import extract
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.records import ItemResult
-from linsteer.setting import SettingKey
-from linsteer.store import ResultStore, TaskSplit
-from linsteer.summary import summarize
+from linsteer.results.table import summarize
+from linsteer.score.records import ItemResult
+from linsteer.steer.setting import SettingKey
 from linsteer.sweep.run import SweepSpec, run_sweep
+from linsteer.sweep.store import ResultStore, TaskSplit
 from linsteer.sweep.tasks import TaskSpec
 
 TASKS = (TaskSpec("arith_mc", "reasoning", n_dev=8, n_test=12),
@@ -85,7 +85,7 @@ def test_sweep_stores_every_cell_with_statistics(tmp_path: Path) -> None:
     base = next(r for r in rows if r["kind"] == "baseline" and r["task"] == "arith_mc")
     assert base["ppl"] is None or base["ppl"] > 1
     real = [r for r in rows if r["kind"] == "real"]
-    assert all(r["null_n"] == 2 and r["cells_tried"] == 4 for r in real)
+    assert all(r["gold_prob_null_n"] == 2 and r["cells_tried"] == 4 for r in real)
 
 
 def test_dev_and_test_items_are_disjoint() -> None:
@@ -143,9 +143,9 @@ SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from test_experiments import setup, TASKS
-from linsteer.controls import build_controls
+from linsteer.extract.controls import build_controls
 from linsteer.sweep.run import SweepSpec, run_sweep
-from linsteer.store import ResultStore
+from linsteer.sweep.store import ResultStore
 lm, _, acts, vec = setup()
 ctr = build_controls(acts, vec, positive="reasoning", negative="memorization", n_null=2)
 spec = SweepSpec(layers=(0, 2), strengths=(1.0, 3.0), tasks=TASKS, neutral_texts=4)
@@ -199,8 +199,8 @@ def test_resume_after_sigkill_gives_identical_results(tmp_path: Path) -> None:
 
 def test_calibration_search_finds_the_budget_strength(monkeypatch: pytest.MonkeyPatch) -> None:
     """The search against a known damage curve: ppl ratio = 1 + (s / 10)^2."""
-    import linsteer.calibrate as ex
-    from linsteer.calibrate import Target, calibrate
+    import linsteer.sweep.calibrate as ex
+    from linsteer.sweep.calibrate import Target, calibrate
 
     calls: list[int] = []
 
@@ -237,7 +237,7 @@ def summarize_path(path: Path) -> list[dict[str, object]]:
 
 
 def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path: Path) -> None:
-    from linsteer.sweep.gen import score_gen
+    from linsteer.score.generated import score_gen
 
     lm, _, acts, vec = setup()
     ctr = build_controls(acts, vec, positive="reasoning", negative="memorization", n_null=1)
@@ -245,7 +245,7 @@ def test_generation_task_per_row_steering_matches_one_setting_at_a_time(tmp_path
                     max_new_tokens=6)
     items = task.gen_items("test")
     settings = [c.vector for c in ctr]
-    from linsteer.setting import Setting
+    from linsteer.steer.setting import Setting
 
     grid = [Setting(v, 1, "add", 3.0, "norm") for v in settings]
     base, together, _ = score_gen(lm, items, grid, batch_size=4, max_new_tokens=6, max_rows=64)

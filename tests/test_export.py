@@ -11,11 +11,11 @@ import torch
 
 from archs import model_folder
 from helpers import one_line_error
-from linsteer.directions import SteeringVector
-from linsteer.export import export_llamacpp, export_lmeval, import_llamacpp, llamacpp_rows
-from linsteer.export.lmeval import hookpoint_names
-from linsteer.models import load_model
-from linsteer.steering import Steer, steering
+from linsteer.extract.vector import SteeringVector
+from linsteer.interop.llamacpp import export_llamacpp, import_llamacpp, llamacpp_rows
+from linsteer.interop.lmeval import export_lmeval, hookpoint_names
+from linsteer.model.load import load_model
+from linsteer.steer.hooks import Steer, steering
 
 
 def _vector(hidden: int = 32, layers: range = range(3), seed: int = 0) -> SteeringVector:

@@ -9,8 +9,8 @@ import pytest
 
 from archs import arch_model
 from helpers import one_line_error
-from linsteer.cli import main
-from linsteer.family import parse_family
+from linsteer.cli.main import main
+from linsteer.run.family import parse_family
 from tiny import tiny_tokenizer
 
 

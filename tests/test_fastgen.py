@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from archs import arch_lm, model_folder
-from linsteer.directions import SteeringVector
 from linsteer.errors import LinsteerError
-from linsteer.fastgen import SteeredGenerator, generate_steered, row_steer
-from linsteer.scoring import generate_answers
-from linsteer.steering import Steer, steering
+from linsteer.extract.vector import SteeringVector
+from linsteer.generate.compiled import generate_steered, row_steer
+from linsteer.generate.eager import generate_answers
+from linsteer.generate.static import SteeredGenerator
+from linsteer.steer.hooks import Steer, steering
 
 PROMPTS = ["Q: What is 2 + 3?\nA:", "Hi", "Q: Capital of France?\nA:"]
 
@@ -123,7 +124,7 @@ def test_bad_requests_are_one_line_errors() -> None:
 
 
 def test_side_by_side_gives_the_same_text_on_either_path(tmp_path: Any) -> None:
-    from linsteer.generate import side_by_side
+    from linsteer.generate.side_by_side import side_by_side
 
     folder = model_folder(tmp_path / "model")
     path = tmp_path / "v.safetensors"
@@ -137,8 +138,8 @@ def test_side_by_side_gives_the_same_text_on_either_path(tmp_path: Any) -> None:
 
 
 def test_a_sweep_of_conditions_as_rows_matches_one_setting_at_a_time() -> None:
-    from linsteer.fastgen import generate_conditions
-    from linsteer.setting import Setting
+    from linsteer.generate.compiled import generate_conditions
+    from linsteer.steer.setting import Setting
 
     lm = arch_lm("llama")
     a, b = vector(1), vector(2)
@@ -158,8 +159,8 @@ def test_a_sweep_of_conditions_as_rows_matches_one_setting_at_a_time() -> None:
 
 
 def test_score_gen_on_the_compiled_path_gives_the_eager_rows(capsys: Any) -> None:
-    from linsteer.setting import Setting
-    from linsteer.sweep.gen import score_gen
+    from linsteer.score.generated import score_gen
+    from linsteer.steer.setting import Setting
     from linsteer.sweep.tasks import TaskSpec
 
     lm = arch_lm("llama")
@@ -182,8 +183,8 @@ def test_score_gen_on_the_compiled_path_gives_the_eager_rows(capsys: Any) -> Non
 
 
 def test_score_gen_falls_back_to_eager_with_one_line_notice(capsys: Any) -> None:
-    from linsteer.setting import Setting
-    from linsteer.sweep.gen import score_gen
+    from linsteer.score.generated import score_gen
+    from linsteer.steer.setting import Setting
     from linsteer.sweep.tasks import TaskSpec
 
     lm = arch_lm("rwkv")  # recurrent: no KV cache to make static
@@ -197,7 +198,7 @@ def test_score_gen_falls_back_to_eager_with_one_line_notice(capsys: Any) -> None
 
 
 def test_side_by_side_falls_back_to_eager_with_one_line_notice(tmp_path: Any, capsys: Any) -> None:
-    from linsteer.generate import side_by_side
+    from linsteer.generate.side_by_side import side_by_side
 
     folder = model_folder(tmp_path / "model", arch="rwkv")
     path = tmp_path / "v.safetensors"
@@ -213,10 +214,10 @@ def test_side_by_side_falls_back_to_eager_with_one_line_notice(tmp_path: Any, ca
 def test_a_sweep_compiles_once_for_all_its_generation_splits(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_sweep hands one set of compiled generators to every task split and closes them."""
-    from linsteer.controls import Control
-    from linsteer.store import ResultStore
-    from linsteer.sweep import gen
+    from linsteer.extract.controls import Control
+    from linsteer.score import generated as gen
     from linsteer.sweep.run import SweepSpec, run_sweep
+    from linsteer.sweep.store import ResultStore
     from linsteer.sweep.tasks import TaskSpec
 
     made: list[SteeredGenerator] = []

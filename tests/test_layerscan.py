@@ -9,11 +9,12 @@ import pytest
 
 from archs import arch_lm, model_folder
 from helpers import one_line_error
-from linsteer.cli import main
-from linsteer.controls import build_controls
-from linsteer.extraction import vector_from_contrast
-from linsteer.layerscan import LayerScan, scan_figure, scan_layers
+from linsteer.cli.main import main
+from linsteer.extract.contrast import vector_from_contrast
+from linsteer.extract.controls import build_controls
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.report.scan_figures import scan_figure
+from linsteer.sweep.layerscan import LayerScan, scan_layers
 from linsteer.sweep.tasks import TaskSpec
 
 

@@ -26,9 +26,9 @@ STRONG = 0.5  # x the layer's typical residual norm
 
 @pytest.fixture(scope="module")
 def shifts(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from linsteer.export.llamacpp_check import compare_shifts, open_llama
-    from linsteer.extraction import vector_from_contrast
-    from linsteer.models import BUILTINS, cache_dir, load_model
+    from linsteer.extract.contrast import vector_from_contrast
+    from linsteer.interop.llamacpp_check import compare_shifts, open_llama
+    from linsteer.model.load import BUILTINS, cache_dir, load_model
     from linsteer.prompts.spec import contrast_from_spec
 
     gguf = BUILTINS["smollm2-135m-instruct"].locate(cache_dir())

@@ -9,7 +9,7 @@ from helpers import one_line_error
 from linsteer.prompts.generators import pool_of
 from linsteer.prompts.matched import CONTEXT, matched_contrast, mmlu_pro_lite_items
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.runconfig import RunConfig
+from linsteer.run.config import RunConfig
 
 
 def test_matched_is_the_default_and_registered() -> None:

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from archs import arch_lm
-from linsteer.activations import left_pad, tokenize
-from linsteer.directions import SteeringVector
-from linsteer.setting import Setting
-from linsteer.steering import Steer, steering
-from linsteer.sweep.neutral import neutral_effects
+from linsteer.extract.read import left_pad, tokenize
+from linsteer.extract.vector import SteeringVector
+from linsteer.score.neutral import neutral_effects
+from linsteer.steer.hooks import Steer, steering
+from linsteer.steer.setting import Setting
 
 TEXTS = ["The cat sat on the mat by the door.", "Rivers flow to the sea.", "A short line."]
 

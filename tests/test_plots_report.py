@@ -1,4 +1,4 @@
-"""Tests for linsteer.plots and linsteer.report on a synthetic results table (no model needed)."""
+"""Tests for linsteer.report and linsteer.report.html on a synthetic results table (no model needed)."""
 
 from __future__ import annotations
 
@@ -15,25 +15,22 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from linsteer.analysis import cross_model_cosine, layer_cosines, profile, separability
-from linsteer.directions import extract
+from linsteer.diagnostics.geometry import cross_model_cosine, layer_cosines, profile
+from linsteer.diagnostics.separability import separability
 from linsteer.errors import LinsteerError
-from linsteer.headline import Headline, headline_from_rows
-from linsteer.plots import (
-    REQUIRED_KEYS,
-    accuracy_vs_layer,
-    accuracy_vs_strength,
-    check_rows,
+from linsteer.extract.methods import extract
+from linsteer.report.diagnostic_figures import (
     cosine_heatmap,
     cross_model_cosine_plot,
     cross_model_plot,
-    duality_plot,
-    figure_base64_png,
     pca_grid,
-    save_figure,
     separability_curve,
 )
-from linsteer.report import write_report
+from linsteer.report.figbase import figure_base64_png, save_figure
+from linsteer.report.html import write_report
+from linsteer.report.steering_figures import accuracy_vs_layer, accuracy_vs_strength, duality_plot
+from linsteer.results.selection import Headline, headline_from_rows
+from linsteer.results.table import REQUIRED_KEYS, check_rows
 from test_analysis import make_acts
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,6 +83,7 @@ def synthetic_rows(
             "operator": None if kind == "baseline" else "add",
             "strength": strength,
             "unit": "norm",
+            "source": "",
             "n": n,
             "accuracy": k / n,
             "ci_lo": lo,
@@ -151,7 +149,7 @@ def test_check_rows_names_missing_key(rows: list[dict[str, Any]]) -> None:
     assert "\n" not in str(err.value)
     with pytest.raises(LinsteerError, match="unknown kind"):
         check_rows([{**rows[0], "kind": "weird"}])
-    assert "accuracy" in REQUIRED_KEYS and len(REQUIRED_KEYS) == 26
+    assert "accuracy" in REQUIRED_KEYS and len(REQUIRED_KEYS) == 27
 
 
 def test_ambiguous_model_needs_model_argument(rows: list[dict[str, Any]]) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from helpers import DATA, needs_data, one_line_error
-from linsteer.prompts import GenItem, MCItem, load_benchmark, normalize_number
+from linsteer.prompts.benchmarks import load_benchmark, normalize_number
+from linsteer.prompts.items import GenItem, MCItem
 
 _err = one_line_error
 

@@ -6,22 +6,17 @@ import json
 from pathlib import Path
 
 from helpers import DATA, needs_data, one_line_error
-from linsteer.prompts import (
-    ContrastSet,
-    GenItem,
-    MCItem,
+from linsteer.prompts.balance import length_matched, sample_balanced
+from linsteer.prompts.benchmarks import load_benchmark
+from linsteer.prompts.contrast import (
     MMLUProSplitRule,
-    PromptItem,
     builtin_contrast,
-    check_disjoint,
     dataset_contrast,
-    length_matched,
-    load_benchmark,
     load_user_contrast,
     mmlu_pro_contrast,
-    sample_balanced,
     split_mmlu_pro,
 )
+from linsteer.prompts.items import ContrastSet, GenItem, MCItem, PromptItem, check_disjoint
 
 _err = one_line_error
 

@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 
 from linsteer.errors import LinsteerError
-from linsteer.prompts import (
-    FORMAT_NAMES,
-    GSM8K_COT_EXEMPLARS,
-    GenItem,
-    MCItem,
-    PromptItem,
-    builtin_task,
-    chat,
-    get_format,
-    mmlu_pro_cot_format,
-)
+from linsteer.prompts.builtin_tasks import builtin_task
+from linsteer.prompts.formats import FORMAT_NAMES, GSM8K_COT_EXEMPLARS, chat, get_format, mmlu_pro_cot_format
+from linsteer.prompts.items import GenItem, MCItem, PromptItem
 
 
 def _err(fn: object, *parts: str) -> None:

@@ -8,8 +8,13 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from linsteer.prompts import arithmetic_problems, fact_questions, load_facts, pool_of
-from linsteer.prompts.generators import iter_word_problems
+from linsteer.prompts.generators import (
+    arithmetic_problems,
+    fact_questions,
+    iter_word_problems,
+    load_facts,
+    pool_of,
+)
 
 _OPS: dict[type, Callable[[int, int], int]] = {
     ast.Add: operator.add,

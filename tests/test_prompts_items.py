@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from linsteer.errors import LinsteerError
-from linsteer.prompts import ContrastSet, GenItem, MCItem, PromptItem, check_disjoint
+from linsteer.prompts.items import ContrastSet, GenItem, MCItem, PromptItem, check_disjoint
 
 
 def _items() -> tuple[PromptItem, ...]:

@@ -9,7 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from linsteer.errors import LinsteerError
-from linsteer.prompts import MCItem, builtin_contrast, builtin_task, check_disjoint
+from linsteer.prompts.builtin_tasks import builtin_task
+from linsteer.prompts.contrast import builtin_contrast
+from linsteer.prompts.items import MCItem, check_disjoint
 
 
 def _value_rank(item: MCItem) -> int:
@@ -60,7 +62,7 @@ def test_facts_mc_distractors_same_type_and_positions_balanced() -> None:
     assert len(items) >= 60
     full = len(items) - len(items) % 4
     assert Counter(it.gold for it in items[:full]) == {p: full // 4 for p in range(4)}
-    from linsteer.prompts import load_facts
+    from linsteer.prompts.generators import load_facts
 
     answers_by_type: dict[str, set[str]] = {}
     truth = {}

@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from linsteer.activations import read_activations
-from linsteer.analysis import separability
-from linsteer.directions import extract
-from linsteer.extraction import contrast_activations
-from linsteer.models import LoadedModel, load_model
+from linsteer.diagnostics.separability import separability
+from linsteer.extract.contrast import contrast_activations
+from linsteer.extract.methods import extract
+from linsteer.extract.read import read_activations
+from linsteer.model.load import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.setting import Setting
-from linsteer.steering import Steer, steering
-from linsteer.sweep.mc import score_mc
+from linsteer.score.mc import score_mc
+from linsteer.steer.hooks import Steer, steering
+from linsteer.steer.setting import Setting
 from linsteer.sweep.tasks import TaskSpec
 
 pytestmark = pytest.mark.real_model
@@ -75,8 +75,8 @@ def test_prefix_tree_scoring_matches_one_row_per_option(gemma: LoadedModel) -> N
 
 
 def test_strength_calibrated_to_ten_percent_perplexity(gemma: LoadedModel) -> None:
-    from linsteer.calibrate import Target, calibrate
-    from linsteer.sweep.neutral import neutral_effects, neutral_texts
+    from linsteer.score.neutral import neutral_effects, neutral_texts
+    from linsteer.sweep.calibrate import Target, calibrate
 
     vec = extract(contrast_activations(gemma, contrast_from_spec("builtin", 8), progress=False))
     texts = neutral_texts(4)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from archs import ALL_ARCHS, arch_lm
-from linsteer.activations import left_pad, tokenize
-from linsteer.directions import SteeringVector
-from linsteer.replay import Replayer
-from linsteer.setting import Setting
+from linsteer.extract.read import left_pad, tokenize
+from linsteer.extract.vector import SteeringVector
+from linsteer.score.replay import Replayer
+from linsteer.steer.setting import Setting
 
 PROMPTS = ["Q: What is 2 + 3?\nA: 5", "Q: Capital of France?\nA: Paris", "Hi there", "12 * 4 = 48"]
 
@@ -39,8 +39,8 @@ def test_replay_equals_full_steered_forward(arch: str) -> None:
     settings = settings_for(lm)
     fast = Replayer(lm, max_rows=8)
     base_fast, res_fast = fast.run(batch, settings, 3, logprobs)
-    assert fast.use_replay is (arch != "rwkv")  # recurrent models take the full path
-    slow = Replayer(lm, use_replay=False)
+    assert fast.replays is (arch != "rwkv")  # recurrent models take the full path
+    slow = Replayer(lm, engine="full")
     base_slow, res_slow = slow.run(batch, settings, 3, logprobs)
     torch.testing.assert_close(base_fast, base_slow, atol=1e-4, rtol=1e-4)
     for a, b in zip(res_fast, res_slow, strict=True):
@@ -63,13 +63,13 @@ def test_replay_falls_back_when_self_check_fails() -> None:
         rep.run(batch, settings_for(lm)[:2], 3, logprobs)
     finally:
         hook.remove()
-    assert rep.use_replay is False
+    assert rep.replays is False
 
 
 @pytest.mark.parametrize("arch", ALL_ARCHS)
 def test_options_sharing_one_prompt_row_score_like_separate_rows(arch: str) -> None:
-    from linsteer.prompts.tasks import builtin_task
-    from linsteer.sweep.mc import score_mc
+    from linsteer.prompts.builtin_tasks import builtin_task
+    from linsteer.score.mc import score_mc
 
     lm = arch_lm(arch)
     items = builtin_task("arith_mc", split="dev", n=6) + builtin_task("facts_mc", split="dev", n=3)
@@ -94,7 +94,7 @@ def test_rows_engine_scores_like_the_replay_and_one_by_one(arch: str) -> None:
     rows = Replayer(lm, engine="rows", pass_tokens=40)  # several forwards, mixed layers in each
     assert rows.chosen_engine() == "rows"
     base_rows, res_rows = rows.run(batch, settings, 3, logprobs)
-    base_slow, res_slow = Replayer(lm, use_replay=False).run(batch, settings, 3, logprobs)
+    base_slow, res_slow = Replayer(lm, engine="full").run(batch, settings, 3, logprobs)
     torch.testing.assert_close(base_rows, base_slow, atol=1e-4, rtol=1e-4)
     for a, b in zip(res_rows, res_slow, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
@@ -103,8 +103,8 @@ def test_rows_engine_scores_like_the_replay_and_one_by_one(arch: str) -> None:
 
 def test_engine_choice_and_mc_scores_agree() -> None:
     from linsteer.errors import LinsteerError
-    from linsteer.prompts.tasks import builtin_task
-    from linsteer.sweep.mc import score_mc
+    from linsteer.prompts.builtin_tasks import builtin_task
+    from linsteer.score.mc import score_mc
 
     lm = arch_lm("llama")
     assert Replayer(lm).chosen_engine() == "replay"  # a CPU: the replay wins there
@@ -122,7 +122,7 @@ def test_engine_choice_and_mc_scores_agree() -> None:
 def test_neutral_scorer_runs_through_the_rows_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     import functools
 
-    from linsteer.sweep import neutral as experiments
+    from linsteer.score import neutral as experiments
 
     lm = arch_lm("llama")
     settings = settings_for(lm, layers=(1,))[:3]
@@ -138,9 +138,9 @@ def test_neutral_scorer_runs_through_the_rows_engine(monkeypatch: pytest.MonkeyP
 def test_recurrent_model_scored_in_a_padded_batch_equals_each_item_alone() -> None:
     """RWKV ignores the attention mask and takes no position ids: padding would change its state,
     so its rows are batched with rows of equal length only."""
+    from linsteer.prompts.builtin_tasks import builtin_task
     from linsteer.prompts.formats import get_format
-    from linsteer.prompts.tasks import builtin_task
-    from linsteer.sweep.mc import score_mc
+    from linsteer.score.mc import score_mc
 
     lm = arch_lm("rwkv")
     items = builtin_task("arith_mc", split="dev", n=4) + builtin_task("facts_mc", split="dev", n=3)

@@ -7,20 +7,13 @@ from typing import Any
 import pytest
 import torch
 
-from linsteer.answers import extract_number
-from linsteer.choices import choice_logprobs
 from linsteer.errors import LinsteerError
-from linsteer.generation import _finish
-from linsteer.models import wrap_model
-from linsteer.replay import Replayer
-from linsteer.scoring import (
-    ChoiceScores,
-    GenerationOutput,
-    generate_answers,
-    score_choices,
-    score_generation,
-)
-from linsteer.sweep.mc import option_rows, score_rows
+from linsteer.generate.eager import GenerationOutput, finish_generation, generate_answers
+from linsteer.model.load import wrap_model
+from linsteer.prompts.answers import extract_number
+from linsteer.score.mc import choice_logprobs, option_rows, score_rows
+from linsteer.score.records import ChoiceScores, score_choices, score_generation
+from linsteer.score.replay import Replayer
 from tiny import tiny_model, tiny_tokenizer
 
 PROMPTS = [
@@ -69,7 +62,7 @@ def _scores(model: Any, tok: Any, tree: bool, batch_size: int = 8) -> list[Choic
         return choice_logprobs(model, tok, PROMPTS, OPTIONS, batch_size=batch_size)
     lm = wrap_model(model, tok)
     base, _, _ = score_rows(lm, _rows(lm, tok, tree=False), [len(o) for o in OPTIONS], [],
-                            batch_size=batch_size, replayer=Replayer(lm, use_replay=False))
+                            batch_size=batch_size, replayer=Replayer(lm, engine="full"))
     return base
 
 
@@ -218,11 +211,11 @@ def test_generation_stop_strings_cut_text(tok: Any) -> None:
 def test_finish_counts_eos_and_stop(tok: Any) -> None:
     eos = {tok.eos_token_id}
     ids = tok("ab\nQ: more", add_special_tokens=False)["input_ids"]
-    out = _finish(tok, [*ids, tok.eos_token_id, 0, 0], eos, [])
+    out = finish_generation(tok, [*ids, tok.eos_token_id, 0, 0], eos, [])
     assert (out.text, out.n_generated_tokens, out.finish_reason) == ("ab\nQ: more", len(ids) + 1, "eos")
-    out = _finish(tok, [*ids, tok.eos_token_id], eos, ["\nQ:", "more"])
+    out = finish_generation(tok, [*ids, tok.eos_token_id], eos, ["\nQ:", "more"])
     assert (out.text, out.n_generated_tokens, out.finish_reason) == ("ab", 5, "stop")
-    out = _finish(tok, ids, eos, ["zzz"])
+    out = finish_generation(tok, ids, eos, ["zzz"])
     assert (out.text, out.n_generated_tokens, out.finish_reason) == ("ab\nQ: more", len(ids), "length")
 
 

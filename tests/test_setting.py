@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from helpers import one_line_error
-from linsteer.directions import SteeringVector
 from linsteer.errors import LinsteerError
-from linsteer.setting import Setting, SettingKey, strength_label, strengths_label
-from linsteer.store import ResultStore
-from linsteer.summary import summarize
+from linsteer.extract.vector import SteeringVector
+from linsteer.results.table import summarize
+from linsteer.steer.setting import Setting, SettingKey, strength_label, strengths_label
+from linsteer.sweep.store import ResultStore
 
 
 def vector(n_layers: int = 4, norm: float = 3.0) -> SteeringVector:
@@ -57,7 +57,7 @@ def test_keys_and_labels_have_one_spelling() -> None:
 
 def test_sweep_with_a_negative_layer_equals_the_same_layer_counted_from_zero(tmp_path: Path) -> None:
     """The CLI accepts -1; the sweep used to pass it on unresolved (norms[-1], range(-1, n))."""
-    from linsteer.controls import build_controls
+    from linsteer.extract.controls import build_controls
     from linsteer.sweep.run import SweepSpec, run_sweep
     from test_experiments import TASKS, setup
 

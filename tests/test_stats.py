@@ -8,14 +8,8 @@ from scipy import optimize
 from scipy import stats as sps
 
 from linsteer.errors import LinsteerError
-from linsteer.multiplicity import holm, null_rank
-from linsteer.stats import (
-    bootstrap_ci,
-    mcnemar_exact,
-    paired_diff_ci,
-    proportion,
-    wilson_interval,
-)
+from linsteer.results.multiplicity import holm, null_rank
+from linsteer.results.stats import bootstrap_ci, mcnemar_exact, paired_diff_ci, proportion, wilson_interval
 
 
 def _wilson_by_inversion(k: int, n: int, conf: float) -> tuple[float, float]:
@@ -227,7 +221,7 @@ def test_exact_sign_flip_patterns_built_once_and_results_unchanged() -> None:
     """The 2**n sign patterns are cached per n; the p-value equals a fresh full enumeration."""
     import itertools
 
-    from linsteer.stats import _all_signs
+    from linsteer.results.stats import _all_signs
 
     assert _all_signs(12) is _all_signs(12) and not _all_signs(12).flags.writeable
     rng = np.random.default_rng(3)

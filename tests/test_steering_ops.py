@@ -1,4 +1,4 @@
-"""What the steering hooks dispatch, counted in aten ops (linsteer.hookcost): no host
+"""What the steering hooks dispatch, counted in aten ops (linsteer.steer.hookcost): no host
 synchronisation inside any hook, and ``positions="all"`` without padding is ONE add per layer."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from archs import arch_lm
-from linsteer.directions import SteeringVector
-from linsteer.hookcost import count_hook_ops
-from linsteer.models import LoadedModel
-from linsteer.steering import Steer
+from linsteer.extract.vector import SteeringVector
+from linsteer.model.load import LoadedModel
+from linsteer.steer.hookcost import count_hook_ops
+from linsteer.steer.hooks import Steer
 
 
 def vector(lm: LoadedModel) -> SteeringVector:

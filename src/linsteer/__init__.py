@@ -13,15 +13,19 @@ The flow, one import each::
 See ARCHITECTURE.md for the modules behind these names.
 """
 
-from linsteer.activations import ActivationSet, read_activations
-from linsteer.directions import SteeringVector, extract
 from linsteer.errors import LinsteerError
-from linsteer.extraction import contrast_activations
-from linsteer.models import LoadedModel, load_model, wrap_model
-from linsteer.prompts import ContrastSet, builtin_contrast, load_benchmark
+from linsteer.extract.actset import ActivationSet
+from linsteer.extract.contrast import contrast_activations
+from linsteer.extract.methods import extract
+from linsteer.extract.read import read_activations
+from linsteer.extract.vector import SteeringVector
+from linsteer.model.load import LoadedModel, load_model, wrap_model
+from linsteer.prompts.benchmarks import load_benchmark
+from linsteer.prompts.contrast import builtin_contrast
+from linsteer.prompts.items import ContrastSet
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.setting import Setting
-from linsteer.steering import Steer, apply_steering, steering
+from linsteer.steer.hooks import Steer, apply_steering, steering
+from linsteer.steer.setting import Setting
 from linsteer.version import __version__
 
 __all__ = [

@@ -22,18 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from linsteer.answers import normalise_number
 from linsteer.errors import LinsteerError
+from linsteer.prompts.answers import normalise_number
 from linsteer.prompts.items import GenItem, MCItem
-from linsteer.prompts.rows import (
-    Row,
-    _field,
-    _jsonl_rows,
-    _one_line,
-    _require_file,
-    _str_field,
-    _table_rows,
-)
+from linsteer.prompts.rows import Row, field_value, jsonl_rows, one_line, require_file, str_field, table_rows
 
 KNOWN_BENCHMARKS: tuple[str, ...] = ("gsm8k", "mgsm", "mmlu_pro", "gsm_symbolic", "popqa")
 
@@ -51,7 +43,7 @@ _LETTERS = "ABCDEFGHIJKLMNOP"
 
 def normalize_number(text: str) -> str:
     """A gold numeric answer normalised exactly as predictions are
-    (:func:`linsteer.answers.normalise_number`: ``"1,000.0"`` -> ``"1000"``, ``"2.50"`` ->
+    (:func:`linsteer.prompts.answers.normalise_number`: ``"1,000.0"`` -> ``"1000"``, ``"2.50"`` ->
     ``"2.5"``); text that is not a number is kept, stripped."""
     return normalise_number(text) or text.strip()
 
@@ -69,8 +61,8 @@ def _gsm_gold(name: str, where: str, answer: str) -> str:
 
 def _gsm_item(name: str, tag: str) -> Callable[[int, str, Row], GenItem]:
     def conv(idx: int, where: str, row: Row) -> GenItem:
-        q = _str_field(name, where, row, "question")
-        a = _field(name, where, row, "answer")
+        q = str_field(name, where, row, "question")
+        a = field_value(name, where, row, "answer")
         a = str(a)
         rid = row.get("id", idx)
         inst = row.get("instance")
@@ -81,13 +73,13 @@ def _gsm_item(name: str, tag: str) -> Callable[[int, str, Row], GenItem]:
 
 
 def _mmlu_item(name: str, where: str, row: Row) -> MCItem:
-    q = _str_field(name, where, row, "question")
-    options = _field(name, where, row, "options")
+    q = str_field(name, where, row, "question")
+    options = field_value(name, where, row, "options")
     # the published MMLU-Pro test split has a handful of single-option items; keep them
     if not isinstance(options, list | tuple) or len(options) < 1:
         raise LinsteerError(f"{name}: {where}: field 'options' must be a non-empty list")
     opts = tuple(str(o) for o in options)
-    idx = _field(name, where, row, "answer_index")
+    idx = field_value(name, where, row, "answer_index")
     try:
         gold = int(idx)
     except (TypeError, ValueError):
@@ -102,7 +94,7 @@ def _mmlu_item(name: str, where: str, row: Row) -> MCItem:
             f"{name}: {where}: answer {letter!r} disagrees with answer_index {gold} "
             f"({_LETTERS[gold]!r}); fix that row"
         )
-    category = str(_field(name, where, row, "category"))
+    category = str(field_value(name, where, row, "category"))
     qid = row.get("question_id", where)
     meta = {
         "question_id": qid,
@@ -115,14 +107,14 @@ def _mmlu_item(name: str, where: str, row: Row) -> MCItem:
 
 
 def _popqa_item(name: str, where: str, idx: int, row: Row) -> GenItem:
-    q = _str_field(name, where, row, "question")
-    raw = _field(name, where, row, "possible_answers")
+    q = str_field(name, where, row, "question")
+    raw = field_value(name, where, row, "possible_answers")
     if isinstance(raw, str):
         try:
             answers = json.loads(raw)
         except json.JSONDecodeError as e:
             raise LinsteerError(
-                f"{name}: {where}: possible_answers is not a JSON list ({_one_line(e)})"
+                f"{name}: {where}: possible_answers is not a JSON list ({one_line(e)})"
             ) from None
     else:
         answers = raw
@@ -144,7 +136,7 @@ def _resolve(name: str, path: str | Path, default_name: str) -> Path:
     p = Path(path)
     if p.is_dir():
         p = p / default_name
-    _require_file(name, p)
+    require_file(name, p)
     return p
 
 
@@ -155,7 +147,7 @@ def load_gsm8k(
     p = _resolve(name, path, f"{split}.jsonl")
     conv = _gsm_item(name, split)
     out: list[GenItem] = []
-    for i, (lineno, row) in enumerate(_jsonl_rows(name, p)):
+    for i, (lineno, row) in enumerate(jsonl_rows(name, p)):
         if limit is not None and i >= limit:
             break
         out.append(conv(i, f"{p} line {lineno}", row))
@@ -199,7 +191,7 @@ def load_mmlu_pro(
     name = "mmlu_pro"
     p = _resolve(name, path, f"{split}.jsonl")
     out: list[MCItem] = []
-    for lineno, row in _jsonl_rows(name, p):
+    for lineno, row in jsonl_rows(name, p):
         if limit is not None and len(out) >= limit:
             break
         out.append(_mmlu_item(name, f"{p} line {lineno}", row))
@@ -210,9 +202,9 @@ def load_popqa(path: str | Path, *, limit: int | None = None) -> list[GenItem]:
     """PopQA TSV/CSV/JSONL with ``question`` and ``possible_answers``; gold = first answer."""
     name = "popqa"
     p = Path(path)
-    _require_file(name, p)
+    require_file(name, p)
     out: list[GenItem] = []
-    for lineno, row in _table_rows(name, p):
+    for lineno, row in table_rows(name, p):
         if limit is not None and len(out) >= limit:
             break
         out.append(_popqa_item(name, f"{p} line {lineno}", len(out), row))
@@ -237,7 +229,7 @@ def _from_hub(name: str, split: str, language: str, limit: int | None) -> list[A
         ds = datasets.load_dataset(repo, config, split=split)
     except Exception as e:  # network, auth, unknown split ... all become one line
         raise LinsteerError(
-            f"{name}: could not load {repo} from the Hugging Face hub ({_one_line(e)}); "
+            f"{name}: could not load {repo} from the Hugging Face hub ({one_line(e)}); "
             "pass path= a local file in the published format"
         ) from None
     where = f"hub:{repo}"
@@ -249,8 +241,8 @@ def _from_hub(name: str, split: str, language: str, limit: int | None) -> list[A
         return [
             GenItem(
                 f"mgsm:{language}:{i}",
-                _str_field(name, f"{where} row {i}", r, "question"),
-                normalize_number(str(_field(name, f"{where} row {i}", r, "answer_number"))),
+                str_field(name, f"{where} row {i}", r, "question"),
+                normalize_number(str(field_value(name, f"{where} row {i}", r, "answer_number"))),
                 f"mgsm:{language}",
             )
             for i, r in enumerate(rows)

@@ -25,14 +25,9 @@ from pathlib import Path
 from linsteer.errors import LinsteerError
 from linsteer.prompts.balance import sample_balanced
 from linsteer.prompts.benchmarks import load_gsm8k, load_mmlu_pro, load_popqa
-from linsteer.prompts.generators import (
-    ArithStyle,
-    arith_id,
-    fact_questions,
-    iter_word_problems,
-)
+from linsteer.prompts.generators import ArithStyle, arith_id, fact_questions, iter_word_problems
 from linsteer.prompts.items import MEMORIZATION, REASONING, ContrastSet, GenItem, MCItem, PromptItem
-from linsteer.prompts.rows import _jsonl_rows, _require_file, _table_rows
+from linsteer.prompts.rows import jsonl_rows, require_file, table_rows
 
 
 @dataclass(frozen=True)
@@ -202,8 +197,8 @@ def load_user_contrast(
     """
     p = Path(path)
     name = "contrast file"
-    _require_file(name, p)
-    rows = _jsonl_rows(name, p) if p.suffix.lower() == ".jsonl" else _table_rows(name, p)
+    require_file(name, p)
+    rows = jsonl_rows(name, p) if p.suffix.lower() == ".jsonl" else table_rows(name, p)
     items: list[PromptItem] = []
     for lineno, row in rows:
         where = f"{p} line {lineno}"

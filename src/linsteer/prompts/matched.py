@@ -20,9 +20,9 @@ import random
 from importlib import resources
 
 from linsteer.errors import LinsteerError
-from linsteer.prompts.contrast import MEMORIZATION, REASONING, sample_balanced
+from linsteer.prompts.balance import sample_balanced
 from linsteer.prompts.generators import select_facts
-from linsteer.prompts.items import ContrastSet, PromptItem
+from linsteer.prompts.items import MEMORIZATION, REASONING, ContrastSet, PromptItem
 
 NAMES = ("Anna", "Ben", "Carla", "David", "Elif", "Farid", "Grace", "Hugo", "Ines", "Jonas",
          "Kenji", "Lena", "Marco", "Nadia", "Omar", "Priya")

@@ -13,12 +13,12 @@ from linsteer.errors import LinsteerError
 Row = Mapping[str, Any]
 
 
-def _one_line(exc: BaseException | str) -> str:
+def one_line(exc: BaseException | str) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _require_file(name: str, path: Path) -> None:
+def require_file(name: str, path: Path) -> None:
     if not path.exists():
         raise LinsteerError(
             f"{name}: file not found: {path}; pass the path of a local copy in the published format"
@@ -27,7 +27,7 @@ def _require_file(name: str, path: Path) -> None:
         raise LinsteerError(f"{name}: {path} is not a file; pass a file path")
 
 
-def _jsonl_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
+def jsonl_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -36,7 +36,7 @@ def _jsonl_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise LinsteerError(
-                    f"{name}: {path} line {lineno}: invalid JSON ({_one_line(e)}); "
+                    f"{name}: {path} line {lineno}: invalid JSON ({one_line(e)}); "
                     "fix or remove that line"
                 ) from None
             if not isinstance(row, dict):
@@ -60,15 +60,15 @@ def _delimited_rows(name: str, path: Path, delimiter: str) -> Iterator[tuple[int
                 yield reader.line_num, row
         except csv.Error as e:
             raise LinsteerError(
-                f"{name}: {path} line {reader.line_num}: malformed row ({_one_line(e)}); "
+                f"{name}: {path} line {reader.line_num}: malformed row ({one_line(e)}); "
                 "fix that line"
             ) from None
 
 
-def _table_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
+def table_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        return _jsonl_rows(name, path)
+        return jsonl_rows(name, path)
     if suffix == ".tsv":
         return _delimited_rows(name, path, "\t")
     if suffix == ".csv":
@@ -79,7 +79,7 @@ def _table_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
     )
 
 
-def _field(name: str, where: str, row: Row, key: str) -> Any:
+def field_value(name: str, where: str, row: Row, key: str) -> Any:
     if key not in row or row[key] is None:
         raise LinsteerError(
             f"{name}: {where}: missing field {key!r}; each row needs it"
@@ -87,8 +87,8 @@ def _field(name: str, where: str, row: Row, key: str) -> Any:
     return row[key]
 
 
-def _str_field(name: str, where: str, row: Row, key: str) -> str:
-    v = _field(name, where, row, key)
+def str_field(name: str, where: str, row: Row, key: str) -> str:
+    v = field_value(name, where, row, key)
     if not isinstance(v, str) or not v.strip():
         raise LinsteerError(f"{name}: {where}: field {key!r} must be a non-empty string")
     return v

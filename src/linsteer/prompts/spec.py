@@ -17,12 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from linsteer.errors import LinsteerError
+from linsteer.prompts.balance import sample_balanced
 from linsteer.prompts.contrast import (
     builtin_contrast,
     dataset_contrast,
     load_user_contrast,
     mmlu_pro_contrast,
-    sample_balanced,
 )
 from linsteer.prompts.items import ContrastSet
 from linsteer.prompts.matched import matched_contrast, mmlu_pro_lite_contrast

@@ -1,9 +1,9 @@
 """The sweep loop: every setting on every task split and on neutral text, resumable.
 
 A sweep evaluates, on each task split, the unsteered baseline and every (direction kind, seed,
-layer, operator, strength) :class:`~linsteer.setting.Setting`. Multiple-choice items are scored by
-log-likelihood (:mod:`linsteer.sweep.mc`), generation tasks by their final number
-(:mod:`linsteer.sweep.gen`). Each task split (and the neutral-text side effects) is committed to
+layer, operator, strength) :class:`~linsteer.steer.setting.Setting`. Multiple-choice items are scored by
+log-likelihood (:mod:`linsteer.score.mc`), generation tasks by their final number
+(:mod:`linsteer.score.generated`). Each task split (and the neutral-text side effects) is committed to
 the SQLite store as one unit, so a killed run resumes where it stopped with identical results.
 """
 
@@ -14,21 +14,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from linsteer.calibrate import Target, calibrate
-from linsteer.controls import Control
-from linsteer.directions import check_compatible
 from linsteer.errors import LinsteerError
-from linsteer.fastgen import SteeredGenerator
-from linsteer.layers import check_layers
-from linsteer.models import LoadedModel
-from linsteer.records import ItemResult
-from linsteer.replay import Replayer
-from linsteer.setting import Setting, SettingKey, check_unit
-from linsteer.steering import OPERATORS
-from linsteer.store import ResultStore, SideEffect, TaskSplit
-from linsteer.sweep.gen import score_gen
-from linsteer.sweep.mc import item_rows, score_mc
-from linsteer.sweep.neutral import neutral_effects, neutral_texts
+from linsteer.extract.controls import Control
+from linsteer.extract.vector import check_compatible
+from linsteer.generate.static import SteeredGenerator
+from linsteer.model.layers import check_layers
+from linsteer.model.load import LoadedModel
+from linsteer.score.generated import score_gen
+from linsteer.score.mc import item_rows, score_mc
+from linsteer.score.neutral import neutral_effects, neutral_texts
+from linsteer.score.records import ItemResult
+from linsteer.score.replay import Replayer
+from linsteer.steer.operators import OPERATORS
+from linsteer.steer.setting import Setting, SettingKey, check_unit
+from linsteer.sweep.calibrate import Target, calibrate
+from linsteer.sweep.store import SideEffect, Store, TaskSplit
 from linsteer.sweep.tasks import TaskSpec
 
 Progress = Callable[[str], None]
@@ -70,7 +70,7 @@ def conditions(spec: SweepSpec, controls: Sequence[Control], n_layers: int,
 
 
 def calibrated_strengths(lm: LoadedModel, controls: Sequence[Control], spec: SweepSpec,
-                         store: ResultStore) -> dict[tuple[int, int, str, float], float]:
+                         store: Store) -> dict[tuple[int, int, str, float], float]:
     """Per direction, layer and operator, the raw strength raising neutral perplexity by each
     budget in ``spec.strengths`` (stored in the run, so a resumed run reuses it)."""
     saved = store.get_meta("calibration")
@@ -96,7 +96,7 @@ def run_sweep(
     lm: LoadedModel,
     controls: Sequence[Control],
     spec: SweepSpec,
-    store: ResultStore,
+    store: Store,
     *,
     progress: Progress | None = None,
     show_bars: bool = False,
@@ -147,7 +147,7 @@ def run_sweep(
 
 
 def _task_split(lm: LoadedModel, task: TaskSpec, split: str, settings: Sequence[Setting],
-                spec: SweepSpec, store: ResultStore, group: str,
+                spec: SweepSpec, store: Store, group: str,
                 generators: dict[str, SteeredGenerator], *, show_bars: bool) -> str:
     """Score one task split under the baseline and every setting; store it as one group and
     return the progress line."""

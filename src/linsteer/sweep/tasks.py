@@ -6,21 +6,32 @@ from dataclasses import dataclass
 
 from linsteer.errors import LinsteerError
 from linsteer.prompts.benchmarks import load_benchmark
+from linsteer.prompts.builtin_tasks import builtin_task
 from linsteer.prompts.generators import arithmetic_problems
 from linsteer.prompts.items import GenItem, MCItem
-from linsteer.prompts.tasks import builtin_task
 
 GEN_TASKS = ("arith_gen",)
 BENCHMARK_TASKS = ("gsm8k", "mgsm", "gsm_symbolic")  # as "name=PATH": generation, final number
 BUILTIN_ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization", "arith_gen": "reasoning"}
 
 
+def benchmark_of(name: str) -> tuple[str, str] | None:
+    """``("gsm8k", PATH)`` for a benchmark task ``gsm8k=PATH``; None for a built-in task."""
+    kind, sep, path = name.partition("=")
+    return (kind, path) if sep and kind in BENCHMARK_TASKS and path else None
+
+
+def is_generative(name: str) -> bool:
+    """Whether a task is answered by generation (``arith_gen`` and every benchmark file) rather
+    than scored by option log-likelihood."""
+    return name in GEN_TASKS or benchmark_of(name) is not None
+
+
 def task_role(name: str) -> str:
     """reasoning / memorization for a task name: a built-in task or ``gsm8k=PATH`` etc."""
     if name in BUILTIN_ROLES:
         return BUILTIN_ROLES[name]
-    kind, _, path = name.partition("=")
-    if kind in BENCHMARK_TASKS and path:
+    if benchmark_of(name) is not None:
         return "reasoning"
     known = ", ".join([*BUILTIN_ROLES, *(f"{b}=PATH" for b in BENCHMARK_TASKS)])
     raise LinsteerError(f"unknown task {name!r}; use {known}")
@@ -43,7 +54,7 @@ class TaskSpec:
 
     @property
     def generative(self) -> bool:
-        return self.name in GEN_TASKS or "=" in self.name
+        return is_generative(self.name)
 
     def items(self, split: str) -> list[MCItem]:
         n = self.n_dev if split == "dev" else self.n_test

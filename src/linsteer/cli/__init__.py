@@ -1,0 +1,1 @@
+"""The ``linsteer`` command: wiring only (``main``: the commands; ``interop``: export, import, Ray)."""

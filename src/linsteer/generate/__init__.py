@@ -1,0 +1,1 @@
+"""Steered text: eager generation, the compiled static-cache generator, and side by side."""

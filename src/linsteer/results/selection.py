@@ -1,0 +1,259 @@
+"""The headline of a run: the steering setting selected on the dev split, reported on the test
+split against the unsteered baseline, its null directions and its side effects.
+
+:class:`Headline` is one (model, task) result; :func:`headline_from_rows` builds it from the
+results table (:mod:`linsteer.results.table`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from linsteer.errors import LinsteerError
+from linsteer.results.multiplicity import null_rank
+from linsteer.results.table import Row, check_rows
+from linsteer.steer.setting import SettingKey
+
+__all__ = ["ALPHA", "Headline", "VerdictKind", "headline_from_rows"]
+
+ALPHA = 0.05
+VerdictKind = Literal["improved", "hurt", "gain_not_significant", "no_gain_beyond_nulls", "no_change",
+                      "no_result"]
+
+
+def signed_points(x: float) -> str:
+    """An accuracy difference (fraction) as signed points, with a real minus sign."""
+    return f"{100 * x:+.1f}".replace("-", "−")
+
+
+def _fmt_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The headline result for one model and reasoning task (accuracies as fractions in [0, 1]).
+
+    ``steered_*``/``delta*``/``p_value``: the dev-selected setting (``best_layer``,
+    ``best_operator``, ``best_strength``) on the ``split`` (test) items; ``delta`` is paired vs
+    the baseline, ``p_value`` exact McNemar. ``null_*``: the same setting with each null direction:
+    ``null_count`` directions, ``null_below`` of them with a smaller delta than the real one,
+    ``null_p`` = (1 + #null >= real) / (null_count + 1), ``null_lo``/``null_hi`` their delta range.
+    ``memorization_*``: the same setting on the memorization task. ``ppl_*``/``kl``: on neutral
+    text. ``extraction_*``: the cost of finding the direction. None where unknown.
+    """
+
+    model: str
+    task: str
+    split: str = "test"
+    baseline_acc: float | None = None
+    baseline_lo: float | None = None
+    baseline_hi: float | None = None
+    best_layer: int | None = None
+    best_operator: str | None = None
+    best_strength: float | None = None
+    steered_acc: float | None = None
+    steered_lo: float | None = None
+    steered_hi: float | None = None
+    delta: float | None = None
+    delta_lo: float | None = None
+    delta_hi: float | None = None
+    p_value: float | None = None
+    null_count: int | None = None
+    null_below: int | None = None
+    null_p: float | None = None
+    null_lo: float | None = None
+    null_hi: float | None = None
+    memorization_task: str | None = None
+    memorization_delta: float | None = None
+    memorization_lo: float | None = None
+    memorization_hi: float | None = None
+    ppl_base: float | None = None
+    ppl_steered: float | None = None
+    kl: float | None = None
+    extraction_seconds: float | None = None
+    extraction_tokens: int | None = None
+
+    @property
+    def null_text(self) -> str:
+        """E.g. "rank 6/6 nulls beaten, empirical p = 0.14", or "" when no nulls were run."""
+        if not self.null_count:
+            return ""
+        below = "?" if self.null_below is None else str(self.null_below)
+        p = "" if self.null_p is None else f", empirical p = {self.null_p:.2f}"
+        return f"above {below}/{self.null_count} null directions{p}"
+
+    @property
+    def verdict_kind(self) -> VerdictKind:
+        """What the numbers say, as a typed kind (the report styles by it; :attr:`verdict` words it)."""
+        if self.delta is None or not math.isfinite(self.delta):
+            return "no_result"
+        significant = self.p_value is not None and self.p_value < ALPHA
+        beats_nulls = not self.null_count or self._beats_nulls()
+        if self.delta > 0 and significant and beats_nulls:
+            return "improved"
+        if self.delta < 0 and significant:
+            return "hurt"
+        if self.delta > 0 and beats_nulls and self.null_count:
+            return "gain_not_significant"
+        return "no_gain_beyond_nulls" if self.null_count else "no_change"
+
+    def _beats_nulls(self) -> bool:
+        return (self.null_p is not None and self.null_p <= ALPHA) or (
+            self.null_hi is not None and self.delta is not None and self.delta > self.null_hi)
+
+    @property
+    def verdict(self) -> str:
+        """One plain-language sentence computed from the numbers."""
+        kind = self.verdict_kind
+        if kind == "no_result" or self.delta is None:
+            return f"No steered result for {self.task} on {self.model} yet."
+        effect = f"{signed_points(self.delta)} points"
+        if self.delta_lo is not None and self.delta_hi is not None:
+            effect += f" (95% CI {signed_points(self.delta_lo)} to {signed_points(self.delta_hi)})"
+        if self.p_value is not None:
+            effect += f", p {_fmt_p(self.p_value)}"
+        if not self.null_count:
+            null_clause = "no null-direction controls run"
+        elif self._beats_nulls():
+            null_clause = (f"above all {self.null_count} null directions"
+                           if self.null_below == self.null_count else "above the null band")
+        elif self.null_lo is not None and self.delta < self.null_lo:
+            null_clause = "below the null band"
+        else:
+            null_clause = "within the null band"
+        mem = ""
+        if self.memorization_delta is not None and math.isfinite(self.memorization_delta):
+            mem = f"; memorization {signed_points(self.memorization_delta)} points"
+        tail = f"{effect}, {null_clause}{mem}."
+        return {
+            "improved": f"Steering improved {self.task} accuracy: {tail}",
+            "hurt": f"Steering hurt {self.task} accuracy: {tail}",
+            "gain_not_significant": ("Reasoning gain above the null directions but not significant "
+                                     f"against the baseline: {tail}"),
+            "no_gain_beyond_nulls": f"No reasoning gain beyond the null directions: {tail}",
+            "no_change": f"No significant change in {self.task} accuracy: {tail}",
+        }[kind]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["verdict"] = self.verdict
+        out["verdict_kind"] = self.verdict_kind
+        out["null_text"] = self.null_text
+        return out
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def headline_from_rows(
+    rows: Iterable[Row],
+    *,
+    model: str,
+    task: str,
+    select_split: str = "dev",
+    report_split: str = "test",
+    memorization_task: str | None = None,
+    operator: str | None = None,
+    extraction_seconds: float | None = None,
+    extraction_tokens: int | None = None,
+) -> Headline:
+    """Build a :class:`Headline` from the results table.
+
+    The steering setting (layer, operator, strength, unit) with the highest ``select_split``
+    accuracy of the real direction on ``task`` is chosen (ties: higher gold probability, then
+    smaller |strength|) and reported on ``report_split``. ``memorization_task`` defaults to the one
+    memorization-role task of the model, if exactly one.
+    """
+    checked = [r for r in check_rows(rows) if r["model"] == model]
+    if not checked:
+        raise LinsteerError(f"no results for model {model!r}")
+    if select_split == report_split:
+        raise LinsteerError(
+            f"select and report on different splits (both are {select_split!r}), or the gain is biased"
+        )
+    real_dev = [
+        r
+        for r in checked
+        if r["task"] == task
+        and r["split"] == select_split
+        and r["kind"] == "real"
+        and (operator is None or r["operator"] == operator)
+        and _num(r["accuracy"]) is not None
+    ]
+    if not real_dev:
+        raise LinsteerError(
+            f"no 'real' rows for {model!r} task {task!r} on split {select_split!r} to select from"
+        )
+    best = max(
+        real_dev,
+        key=lambda r: (float(r["accuracy"]), _num(r["gold_prob"]) or 0.0, -abs(float(r["strength"] or 0.0))),
+    )
+    chosen = SettingKey.of_row(best).applied()
+
+    def at(kind: str, task_name: str) -> list[Row]:
+        return [
+            r
+            for r in checked
+            if r["task"] == task_name
+            and r["split"] == report_split
+            and r["kind"] == kind
+            and (kind == "baseline" or SettingKey.of_row(r).applied() == chosen)
+        ]
+
+    base = at("baseline", task)
+    real = at("real", task)
+    b = base[0] if base else None
+    r = real[0] if real else None
+    nulls = [d for d in (_num(n["delta"]) for n in at("null", task)) if d is not None]
+    delta = _num(r["delta"]) if r else None
+    null_below = null_p = null_lo = null_hi = None
+    if nulls and delta is not None:  # the accuracy metric, one-sided: does the real beat its nulls?
+        rank = null_rank(delta, nulls)
+        null_below = rank.n_less
+        null_p = rank.p_greater
+        null_lo, null_hi = min(nulls), max(nulls)
+    if memorization_task is None:
+        mem_tasks = sorted({str(x["task"]) for x in checked if x["role"] == "memorization"})
+        memorization_task = mem_tasks[0] if len(mem_tasks) == 1 else None
+    mem = at("real", memorization_task)[0] if memorization_task and at("real", memorization_task) else None
+    return Headline(
+        model=model,
+        task=task,
+        split=report_split,
+        baseline_acc=_num(b["accuracy"]) if b else None,
+        baseline_lo=_num(b["ci_lo"]) if b else None,
+        baseline_hi=_num(b["ci_hi"]) if b else None,
+        best_layer=chosen.layer,
+        best_operator=chosen.operator,
+        best_strength=None if chosen.strength is None else _num(chosen.strength),
+        steered_acc=_num(r["accuracy"]) if r else None,
+        steered_lo=_num(r["ci_lo"]) if r else None,
+        steered_hi=_num(r["ci_hi"]) if r else None,
+        delta=delta,
+        delta_lo=_num(r["delta_lo"]) if r else None,
+        delta_hi=_num(r["delta_hi"]) if r else None,
+        p_value=_num(r["p_value"]) if r else None,
+        null_count=len(nulls) or None,
+        null_below=null_below,
+        null_p=null_p,
+        null_lo=null_lo,
+        null_hi=null_hi,
+        memorization_task=memorization_task,
+        memorization_delta=_num(mem["delta"]) if mem else None,
+        memorization_lo=_num(mem["delta_lo"]) if mem else None,
+        memorization_hi=_num(mem["delta_hi"]) if mem else None,
+        ppl_base=_num(b["ppl"]) if b else None,
+        ppl_steered=_num(r["ppl"]) if r else None,
+        kl=_num(r["kl"]) if r else None,
+        extraction_seconds=extraction_seconds,
+        extraction_tokens=extraction_tokens,
+    )

@@ -1,0 +1,2 @@
+"""A run directory: its config, validation at the boundary, the stages, and the multi-model
+commands (compare, family, Ray)."""

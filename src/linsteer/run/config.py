@@ -1,0 +1,135 @@
+"""A run's settings: :class:`RunConfig`, the presets, and how a preset, a YAML file and CLI
+options combine (:func:`make_config`); :func:`sweep_spec` says what they mean for a sweep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from linsteer.errors import LinsteerError
+from linsteer.extract.read import Position, parse_position
+from linsteer.model.load import DEFAULT_MODEL
+from linsteer.sweep.run import SweepSpec
+from linsteer.sweep.tasks import TaskSpec, is_generative, task_role
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on. Presets fill it; a YAML file or CLI options override keys."""
+
+    model: str = DEFAULT_MODEL
+    dtype: str = "auto"
+    device: str | None = None
+    contrast: str = "mmlu_pro-lite"  # shipped MMLU-Pro sample: the built-in not flagged by confounds
+    n_per_class: int = 32
+    seed: int = 0
+    method: str = "mean_diff"
+    extra_methods: tuple[str, ...] = ()  # more vector sources swept beside it (real direction only)
+    position: str = "last"
+    prompt_format: str = "zero_shot"
+    layers: tuple[int, ...] | None = None  # steering layers; None: the scan's best (else 1/3, 1/2 depth)
+    strengths: tuple[float, ...] = (-1.0, -0.5, 0.25, 0.5, 1.0)
+    scan_top: int = 1  # with layers None: scan every layer on dev, steer at the best few (0: off)
+    scan_strengths: tuple[float, ...] = (0.5,)
+    scan_items: int = 12  # dev items the scan reads (the gold-probability metric needs few)
+    operators: tuple[str, ...] = ("add",)
+    unit: str = "norm"
+    n_null: int = 3
+    tasks: tuple[str, ...] = ("arith_mc", "facts_mc")
+    n_dev: int = 24
+    n_test: int = 64
+    shots: int = 0
+    task_format: str = "mc_text"
+    gen_format: str = "zero_shot"  # for generation tasks (arith_gen)
+    max_new_tokens: int = 24
+    neutral_texts: int = 8
+    batch_size: int = 16
+    analysis_layers: int = 8  # PCA panels
+
+    def position_value(self) -> Position:
+        return parse_position(self.position)
+
+
+PRESETS: dict[str, RunConfig] = {
+    "quick": RunConfig(),
+    # Hong et al.'s settings: MMLU-Pro reasoning vs memorization categories read zero-shot with
+    # 'Q: ...\nA:', the projection-scale operator over a strength grid, more items and nulls.
+    # GSM8K answered with the 8-shot chain-of-thought prompt. Point ``contrast`` and the gsm8k
+    # task at your files (mmlu_pro=PATH, gsm8k=PATH).
+    "paper": RunConfig(contrast="mmlu_pro=data/mmlu_pro/test.jsonl", n_per_class=200,
+                       operators=("project_scale",), unit="raw",
+                       strengths=(-0.5, -0.2, 0.2, 0.5, 1.0), n_null=5, n_dev=100, n_test=300,
+                       tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
+                       gen_format="gsm8k_cot_8shot", max_new_tokens=256,
+                       shots=3, neutral_texts=16, analysis_layers=12),
+    # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
+    "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1,
+                         neutral_texts=2, analysis_layers=6, batch_size=8),
+}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Check one config value against the field's default type; lists become tuples."""
+    if value is None:
+        return None
+    if isinstance(default, tuple) or name == "layers":
+        if not isinstance(value, (list, tuple)):
+            raise LinsteerError(f"config key {name!r} must be a list, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool) or default is None:
+        return value
+    if isinstance(default, int) and not isinstance(value, int):
+        raise LinsteerError(f"config key {name!r} must be an integer, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise LinsteerError(f"config key {name!r} must be a string, got {value!r}")
+    return value
+
+
+def make_config(preset: str = "quick", file: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A preset, updated by a YAML file, updated by explicit overrides (CLI options)."""
+    if preset not in PRESETS:
+        raise LinsteerError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    config = PRESETS[preset]
+    known = {f.name: f for f in fields(RunConfig)}
+    updates: dict[str, Any] = {}
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise LinsteerError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise LinsteerError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+        if not isinstance(data, dict):
+            raise LinsteerError(f"{path}: expected a mapping of keys to values")
+        updates.update(data)
+    updates.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key, value in updates.items():
+        if key not in known:
+            raise LinsteerError(f"unknown config key {key!r}; known keys: {', '.join(known)}")
+        updates[key] = _coerce(key, value, getattr(PRESETS["quick"], key))
+    config = replace(config, **updates)
+    for task in config.tasks:
+        try:
+            task_role(task)
+        except LinsteerError as exc:
+            raise LinsteerError(f"config key 'tasks': {exc}") from exc
+    return config
+
+
+def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
+    layers = config.layers or tuple(sorted({n_layers // 3, n_layers // 2}))
+    specs = []
+    for t in config.tasks:
+        generative = is_generative(t)
+        specs.append(TaskSpec(t, task_role(t), config.n_dev, config.n_test, config.shots,
+                              config.gen_format if generative else config.task_format, config.seed,
+                              config.max_new_tokens))
+    tasks = tuple(specs)
+    return SweepSpec(layers=layers, strengths=config.strengths, operators=config.operators,
+                     unit=config.unit, tasks=tasks, neutral_texts=config.neutral_texts,
+                     batch_size=config.batch_size)

@@ -1,0 +1,291 @@
+"""The whole seed pipeline in one call, each stage a function over one run directory.
+
+contrast set → activations → directions → PCA / separability / cosine → sweep with controls on a
+reasoning and a memorization task → report. Every stage has one signature, ``stage(run) -> None``
+(:data:`Stage`): it reads what earlier stages left on the :class:`Run` (or in its directory) and
+writes its outputs into the run directory (``acts.safetensors``, ``vector.safetensors``,
+``confounds.json``, ``results.sqlite``, ``figures/``, ``report.html``, ``results.json``, CSV
+tables), so a stage can be re-run alone and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from linsteer.diagnostics.confounds import read_confounds, run_confounds
+from linsteer.errors import LinsteerError
+from linsteer.extract.actset import ActivationSet
+from linsteer.extract.contrast import vector_from_contrast
+from linsteer.extract.controls import Control, build_controls
+from linsteer.extract.methods import extract
+from linsteer.extract.vector import SteeringVector
+from linsteer.io import atomic_write, write_json
+from linsteer.model.load import LoadedModel, load_model
+from linsteer.prompts.spec import contrast_from_spec
+from linsteer.report.content import analysis_figures, confound_html, cost_table, steering_figures
+from linsteer.report.html import write_report
+from linsteer.report.scan_figures import scan_figure
+from linsteer.results.selection import headline_from_rows
+from linsteer.results.table import CellRow, Row, summarize
+from linsteer.run.config import RunConfig, sweep_spec
+from linsteer.run.rundir import config_text, differing_keys
+from linsteer.run.validate import validate_config
+from linsteer.steer.setting import strengths_label
+from linsteer.sweep.layerscan import read_scan, stage_scan
+from linsteer.sweep.run import flops_per_token, run_sweep
+from linsteer.sweep.store import ResultStore, store_path
+from linsteer.sweep.tasks import task_role
+from linsteer.version import __version__
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class Run:
+    """A run directory and the state the stages pass on (each stage fills its own fields)."""
+
+    dir: Path
+    config: RunConfig
+    say: Say = _quiet
+    progress: bool = True
+    lm: LoadedModel | None = None
+    acts: ActivationSet | None = None
+    vector: SteeringVector | None = None
+    rows: list[CellRow] | None = None
+    report: Path | None = None
+
+    def extracted(self) -> tuple[ActivationSet, SteeringVector]:
+        """The activations and vector of :func:`stage_extract` (run first when missing)."""
+        if self.acts is None or self.vector is None:
+            stage_extract(self)
+        assert self.acts is not None and self.vector is not None
+        return self.acts, self.vector
+
+    def save_config(self) -> None:
+        path = self.dir / "config.yaml"
+        text = config_text(self.config)
+        if path.exists() and path.read_text() == text:
+            return
+        if path.exists():
+            raise LinsteerError(
+                f"{self.dir} holds a run with other settings (differs in: "
+                f"{', '.join(differing_keys(self.dir, self.config))}); use a fresh run directory")
+        atomic_write(path, text)
+
+    def settings(self, fingerprint: str) -> dict[str, Any]:
+        return {"config": asdict(self.config), "fingerprint": fingerprint}
+
+    def check_store(self, fingerprint: str) -> None:
+        """Refuse (before anything is recorded) to continue a run made with other settings."""
+        path = store_path(self.dir)
+        if not path.exists():
+            return
+        with ResultStore(path) as store:
+            stored = store.get_meta("settings")
+        if stored is None:
+            return
+        old = json.loads(stored)
+        mine = json.loads(json.dumps(self.settings(fingerprint), sort_keys=True, default=str))
+        if old == mine:
+            return
+        if old.get("config") == mine["config"]:
+            raise LinsteerError(
+                f"the weights of {self.config.model} changed since {self.dir} was made (fingerprint "
+                f"{fingerprint}, the run has {old.get('fingerprint')}); use the original model or "
+                "a fresh run directory")
+        changed = sorted(k for k in set(old.get("config", {})) | set(mine["config"])
+                         if old.get("config", {}).get(k) != mine["config"].get(k))
+        raise LinsteerError(
+            f"{self.dir} holds results made with other settings (differs in: {', '.join(changed)}); "
+            "use a fresh run directory (or the same settings to resume)")
+
+    def phase(self, name: str, seconds: float, tokens: int, flops: float) -> None:
+        with ResultStore(store_path(self.dir)) as store:
+            store.record_phase(name, seconds, tokens, flops)
+
+
+def load(run: Run) -> LoadedModel:
+    say = run.say
+    if run.lm is None:
+        start = time.perf_counter()
+        say(f"loading {run.config.model} ...")
+        lm = load_model(run.config.model, dtype=run.config.dtype, device=run.config.device)
+        run.check_store(lm.fingerprint)  # a refusal must come before anything is recorded
+        run.lm = lm
+        run.phase("load", time.perf_counter() - start, 0, 0.0)
+        say(f"loaded {run.lm.name}: {run.lm.n_layers} layers, hidden size {run.lm.hidden_size}, "
+            f"{str(run.lm.dtype).replace('torch.', '')}, fingerprint {run.lm.fingerprint}")
+    return run.lm
+
+
+def stage_extract(run: Run) -> None:
+    """Contrast set → activations at every layer → the direction (``acts``/``vector`` files)."""
+    cfg, say = run.config, run.say
+    acts_file, vec_file = run.dir / "acts.safetensors", run.dir / "vector.safetensors"
+    if acts_file.exists() and vec_file.exists():
+        say("extract: reusing acts.safetensors and vector.safetensors")
+        run.acts, run.vector = ActivationSet.load(acts_file), SteeringVector.load(vec_file)
+        return
+    lm = load(run)
+    contrast = contrast_from_spec(cfg.contrast, cfg.n_per_class, cfg.seed)
+    start = time.perf_counter()
+    acts, vector = vector_from_contrast(
+        lm, contrast, contrast_name=cfg.contrast, prompt_format=cfg.prompt_format,
+        position=cfg.position_value(), batch_size=cfg.batch_size, method=cfg.method,
+        seed=cfg.seed, progress=run.progress)
+    seconds = time.perf_counter() - start
+    tokens = sum(acts.n_tokens)
+    run.phase("extraction", seconds, tokens, flops_per_token(lm) * tokens)
+    acts.save(acts_file)
+    vector.save(vec_file)
+    say(f"extract: {len(contrast.items)} prompts ({tokens} tokens) read at {lm.n_layers} layers "
+        f"in {seconds:.1f}s -> {vec_file.name}")
+    run.acts, run.vector = acts, vector
+
+
+def stage_confounds(run: Run) -> None:
+    """Surface-form baselines beside the residual stream's separability (``confounds.json``)."""
+    cfg = run.config
+    acts, _ = run.extracted()
+    run_confounds(run.dir, acts, contrast=cfg.contrast, n_per_class=cfg.n_per_class, seed=cfg.seed,
+                  prompt_format=cfg.prompt_format, position=cfg.position_value(),
+                  get_lm=lambda: load(run), say=run.say)
+
+
+def sweep_controls(config: RunConfig, acts: ActivationSet, vector: SteeringVector) -> list[Control]:
+    """The controls a run's sweep steers with: the real direction and its controls, plus the real
+    direction of every extra vector source."""
+    positive, negative = vector.meta.get("positive", "reasoning"), vector.meta.get("negative", "memorization")
+    controls = build_controls(acts, vector, positive=positive, negative=negative, n_null=config.n_null)
+    for method in config.extra_methods:  # other vector sources: their real direction
+        other = extract(acts, positive=positive, negative=negative, method=method, seed=config.seed)
+        controls += build_controls(acts, other, positive=positive, negative=negative, n_null=0,
+                                   n_shuffled=0, negated=False, isotropic=0)
+    return controls
+
+
+def save_controls(run_dir: Path, controls: Sequence[Control]) -> None:
+    """``controls.json``: each control's kind, seed and cosine to the real direction (the report's table)."""
+    write_json(run_dir / "controls.json",
+               [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls], indent=1)
+
+
+def stage_sweep(run: Run) -> None:
+    """Every condition with its controls on every task split (``results.sqlite``, ``tables/``)."""
+    say = run.say
+    acts, vector = run.extracted()
+    with ResultStore(store_path(run.dir)) as store:
+        done = store.get_meta("sweep_complete") == _config_json(run.config)
+        if done and (run.dir / "controls.json").exists():  # finished: no need for the model
+            say("sweep: reusing the finished sweep in results.sqlite")
+            run.rows = summarize(store)
+            return
+    lm = load(run)
+    spec = sweep_spec(run.config, lm.n_layers)
+    controls = sweep_controls(run.config, acts, vector)
+    if run.config.layers is None and run.config.scan_top > 0 and spec.unit != "ppl":
+        chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
+                            unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say,
+                            n_items=run.config.scan_items)
+        spec = replace(spec, layers=chosen or spec.layers)
+    with ResultStore(store_path(run.dir)) as store:
+        store.check_settings(run.settings(lm.fingerprint))
+        start = time.perf_counter()
+        run_sweep(lm, controls, spec, store, progress=say, show_bars=run.progress)
+        say(f"sweep: done in {time.perf_counter() - start:.1f}s")
+        run.rows = summarize(store)
+        store.export(run.dir / "tables")
+        save_controls(run.dir, controls)
+        store.set_meta("sweep_complete", _config_json(run.config))
+
+
+def _config_json(config: RunConfig) -> str:
+    return json.dumps(asdict(config), sort_keys=True, default=str)
+
+
+def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
+    """The whole pipeline into ``run_dir``; returns the report's path."""
+    run = Run(run_dir, validate_config(config), say, progress)  # idempotent: the CLI checked it
+    run.save_config()
+    t0 = time.perf_counter()
+    for stage in STAGES:
+        stage(run)
+    say(f"total {time.perf_counter() - t0:.1f}s")
+    assert run.report is not None
+    return run.report
+
+
+def settings_block(run: Run, vector: SteeringVector) -> dict[str, Any]:
+    out: dict[str, Any] = {"linsteer version": __version__, "run directory": str(run.dir)}
+    out.update({f"config.{k}": v for k, v in asdict(run.config).items()})
+    for key in ("model", "fingerprint", "contrast_sha256", "dataset_sha256", "prompts_sha256",
+                "layer_convention", "method", "position", "prompt_format", "dtype"):
+        if key in vector.meta:
+            out[f"vector.{key}"] = vector.meta[key]
+    out["vector.class counts"] = json.dumps(vector.counts)
+    return out
+
+
+def stage_report(run: Run) -> None:
+    """The dev-selected headline, figures and tables (``report.html``, ``results.json``)."""
+    cfg, say = run.config, run.say
+    acts, vector = run.extracted()
+    if run.rows is None:
+        stage_sweep(run)
+    rows = run.rows or []
+    model = rows[0]["model"] if rows else cfg.model
+    reasoning = [t for t in cfg.tasks if task_role(t) == "reasoning"]
+    memorization = [t for t in cfg.tasks if task_role(t) == "memorization"]
+    if not reasoning:
+        raise LinsteerError("the report needs a reasoning task; add arith_mc to 'tasks'")
+    with ResultStore(store_path(run.dir)) as store:  # phases survive a resumed or partial run
+        extraction = next((p for p in store.phases() if p.name == "extraction"), None)
+    primary = [r for r in rows if r["source"] in ("", cfg.method)]  # extra sources: tables only
+    headline = headline_from_rows(
+        primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
+        extraction_seconds=extraction.seconds if extraction else None,
+        extraction_tokens=int(extraction.tokens) or None if extraction else None)
+    figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
+    figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
+    test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]
+    controls_file = run.dir / "controls.json"
+    controls = json.loads(controls_file.read_text()) if controls_file.exists() else []
+    control_rows = [{"kind": c["kind"], "seed": c["seed"],
+                     **{f"cos_L{k}": round(v, 3) for k, v in c["cos_to_real"].items()}} for c in controls]
+    tables: list[tuple[str, Sequence[Row]]] = [
+        ("Cost and benefit", cost_table(run.dir, headline)),
+        ("Test split: baseline and real direction", test_real),
+        ("All cells", rows),
+        ("Layer profile", profile_rows),
+        ("Controls: cosine to the real direction", control_rows),
+    ]
+    confounds = read_confounds(run.dir)
+    scan = read_scan(run.dir)
+    extra: dict[str, Any] = {"confounds": confounds} if confounds else {}
+    if scan is not None:
+        figs.insert(0, ("Layer scan: every layer on dev",
+                        f"Change in the gold option's probability (top) and dev accuracy (bottom) when "
+                        f"steering {scan.task} at each layer; shaded: the null directions' range at "
+                        f"the same layer and strength. Dotted: the layers {list(scan.chosen)} chosen "
+                        "for the full protocol on the test split.", scan_figure(scan)))
+        extra["layer_scan"] = {k: v for k, v in scan.to_json().items() if k != "cells"}
+    path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
+                        settings=settings_block(run, vector),
+                        title=f"linsteer report: {model}",
+                        extra=extra, notice_html=confound_html(confounds))
+    say(headline.verdict)
+    say(f"report: {path}")
+    run.report = path
+
+
+Stage = Callable[[Run], None]
+STAGES: tuple[Stage, ...] = (stage_extract, stage_confounds, stage_sweep, stage_report)
