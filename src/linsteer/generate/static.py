@@ -27,7 +27,7 @@ from linsteer.extract.vector import SteeringVector
 from linsteer.model.layers import check_layers, hidden_of, is_recurrent, with_hidden
 from linsteer.model.load import LoadedModel
 from linsteer.steer.hooks import Steer
-from linsteer.steer.operators import OPERATORS, Operator, apply_operator
+from linsteer.steer.operators import Operator, apply_operator, check_operator
 from linsteer.steer.setting import strength_scale
 
 
@@ -81,8 +81,7 @@ class SteeredGenerator:
     _keep_arg: dict[str, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not callable(self.operator) and self.operator not in OPERATORS:
-            raise LinsteerError(f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)}")
+        check_operator(self.operator)
         if self.positions not in ("all", "generated"):
             raise LinsteerError(f"compiled generation steers positions 'all' or 'generated', "
                                 f"not {self.positions!r}; use steering() with generate() for others")

@@ -28,7 +28,7 @@ from linsteer.errors import LinsteerError
 from linsteer.extract.vector import SteeringVector, check_compatible
 from linsteer.model.layers import check_layers, hidden_of, with_hidden
 from linsteer.model.load import LoadedModel
-from linsteer.steer.operators import OPERATORS, Operator, Positions, apply_operator
+from linsteer.steer.operators import Operator, Positions, apply_operator, check_operator
 from linsteer.steer.positions import PromptState, Step, begin_forward
 from linsteer.steer.setting import check_unit, strength_scale
 
@@ -47,10 +47,7 @@ class Steer:
     positions: Positions = "all"
 
     def __post_init__(self) -> None:
-        if not callable(self.operator) and self.operator not in OPERATORS:
-            raise LinsteerError(
-                f"unknown operator {self.operator!r}; use one of {', '.join(OPERATORS)} or a function"
-            )
+        check_operator(self.operator)
         check_unit(self.unit, ("raw", "norm"))
         if not (self.positions in ("all", "prompt", "generated") or isinstance(self.positions, tuple)):
             raise LinsteerError(

@@ -15,10 +15,21 @@ from typing import Literal
 
 import torch
 
+from linsteer.errors import LinsteerError
+
 OperatorFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Operator = Literal["add", "project_scale", "ablate"] | OperatorFn
 Positions = Literal["all", "prompt", "generated"] | tuple[int, ...]
 OPERATORS = ("add", "project_scale", "ablate")
+
+
+def check_operator(operator: object, *, functions: bool = True) -> None:
+    """The one check of an operator name: one of :data:`OPERATORS` (or, with ``functions``, a
+    callable), else a one-line error naming them."""
+    if operator in OPERATORS or (functions and callable(operator)):
+        return
+    also = " or a function" if functions else ""
+    raise LinsteerError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}{also}")
 
 
 def apply_operator(
