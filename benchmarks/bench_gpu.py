@@ -236,6 +236,10 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
             once.generate_ids(prompts, 1, batch_size=batch)
             prefill = min(timed(lambda: once.generate_ids(prompts, 1, batch_size=batch), device)[0]
                           for _ in range(2))
+        # one vector at one layer: the tokens eager HF generate with the hooks is compared with
+        spec = Steer(random_vector(lm, 1), (mid,), "add", 8.0)
+        mine = torch.tensor(gens["one_layer"].generate_ids(prompts, new, steer=spec, batch_size=batch))
+        plain = torch.tensor(outputs["unsteered"])
     finally:
         for g in gens.values():
             g.close()
@@ -262,7 +266,6 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
     }
 
     # eager HF generate with the hooks, beside it (one layer, one vector: the agreement check)
-    spec = Steer(random_vector(lm, 1), (mid,), "add", 8.0)
     enc = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
     def eager(with_steer: bool) -> Any:
@@ -275,10 +278,6 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
         with steering(lm, spec):
             return timed(go, device)
 
-    with SteeredGenerator(lm, layers=(mid,), compile=True, backend=backend, notice=notices.append) as fast:
-        fast.generate_ids(prompts, new, steer=spec, batch_size=batch)
-        mine = torch.tensor(fast.generate_ids(prompts, new, steer=spec, batch_size=batch))
-        plain = torch.tensor(fast.generate_ids(prompts, new, batch_size=batch))
     eager(True)  # warm-up
     t_eager_steered, ref = eager(True)
     t_eager_plain, ref_plain = eager(False)

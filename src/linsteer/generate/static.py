@@ -244,6 +244,7 @@ class SteeredGenerator:
                 mode = self.mode or ("reduce-overhead" if on_cuda else None)
                 self._step = torch.compile(self._decode, backend=self.backend or "inductor",
                                            mode=mode, dynamic=False)
+        return length
 
     def generate_ids(self, token_ids: Sequence[Sequence[int]], max_new_tokens: int, *,
                      steer: Steer | None = None, conditions: Sequence[Any] | None = None,

@@ -262,7 +262,7 @@ def _wrap_forward(block: torch.nn.Module, steer_output: dict[int, Callable[[Any]
 
     setattr(forward, _BELOW, below)
     setattr(forward, _LIVE, live)
-    block.forward = forward  # type: ignore[method-assign]
+    block.forward = forward
 
     def undo() -> None:
         live[0] = False
@@ -274,7 +274,7 @@ def _wrap_forward(block: torch.nn.Module, steer_output: dict[int, Callable[[Any]
         if restore is None:
             del block.forward
         else:
-            block.forward = restore  # type: ignore[method-assign]
+            block.forward = restore
 
     return undo
 
