@@ -1,7 +1,8 @@
 """Core speed, as ratios measured in the same run on a real model.
 
 1. Activation reading (hooks, early stop, no logits) vs a naive ``output_hidden_states=True``
-   forward over the same batches (which computes every block and the full LM head).
+   forward over the same batches (which computes every block and the full LM head), and vs the
+   bare decoder body over the same batches (the floor: every block, nothing read).
 2. Steered vs unsteered greedy generation throughput (the hooks' overhead).
 
 Usage: python benchmarks/bench_core.py [--model gemma3-270m] [--prompts 64] [--repeats 3]
@@ -47,6 +48,17 @@ def naive_read(lm: LoadedModel, prompts: list[str], batch_size: int) -> torch.Te
             hs = lm.model(**batch.model_kwargs(lm), output_hidden_states=True).hidden_states
         out[rows] = torch.stack([h[:, -1].float() for h in hs[1:]], dim=1)
     return out
+
+
+def bare_body(lm: LoadedModel, prompts: list[str], batch_size: int) -> None:
+    """The decoder body alone (no LM head, nothing read) over the same batches: the floor."""
+    ids = tokenize(lm, prompts)
+    pad = int(lm.tokenizer.pad_token_id)
+    body = lm.model.model  # type: ignore[union-attr]
+    for rows in batches_by_length([len(t) for t in ids], batch_size, exact=False):
+        batch = left_pad([ids[i] for i in rows], pad)
+        with torch.inference_mode():
+            body(**batch.model_kwargs(lm), use_cache=False)
 
 
 def main() -> None:
@@ -97,6 +109,7 @@ def main() -> None:
     t_read = best_of(lambda: read_activations(lm, prompts, batch_size=args.batch_size,
                                               progress=False), args.repeats)
     t_naive = best_of(lambda: naive_read(lm, prompts, args.batch_size), args.repeats)
+    t_body = best_of(lambda: bare_body(lm, prompts, args.batch_size), args.repeats)
     mine = read_activations(lm, prompts, batch_size=args.batch_size, progress=False).acts
     ref = naive_read(lm, prompts, args.batch_size)
     # the last layer differs by design (hidden_states[-1] is after the final norm); the two read
@@ -108,6 +121,8 @@ def main() -> None:
     print(f"read activations: linsteer {t_read:.2f}s, naive output_hidden_states {t_naive:.2f}s, "
           f"ratio {t_naive / t_read:.2f}x (same values in {dtype}: {bool(err <= tol)}, "
           f"max relative error {float(err):.1e}, tolerance {tol:.0e})")
+    print(f"read activations vs the bare decoder body (same batches, tokenising included): "
+          f"{t_body / t_read:.3f}x")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,29 @@
-"""linsteer on a GPU, in one run: steering overhead, compiled steered generation, the sweep
-engines and reading, on random-init models of real shapes (no downloads), printed as ONE JSON.
+"""linsteer on a GPU, in one run: compiled steered generation with distinct vectors per row
+against the card's limit, steering overhead in eager ``generate``, the sweep engines and reading,
+on random-init models of real shapes (no downloads), printed as ONE JSON.
 
-1. ``generation_table`` (Qwen2.5-1.5B shape, eager HF ``generate``, 128 prompt + 128 new
+1. ``reading`` (Llama-3.2-1B shape, 512 prompts x 512 tokens, all layers): ``read_activations``
+   vs the bare decoder body and a naive ``output_hidden_states=True`` forward.
+2. ``compiled`` (Qwen2.5-1.5B shape, batch 256, 128 prompt + 128 new tokens):
+   :class:`linsteer.generate.static.SteeredGenerator` tok/s unsteered (a generator without any
+   steering hook: the baseline) and steered with K = 1, 16, 256 distinct (direction, strength)
+   pairs over the rows, at one middle layer and at all layers (``vs_unsteered``: the ratios);
+   ``headroom``: the decode step's bytes (every weight + the static KV cache) over its time, as
+   a fraction of a large device-to-device copy's bandwidth measured in the same run; eager HF
+   ``generate`` with the hooks beside it and its token agreement with the compiled path.
+3. ``generation_table`` (Qwen2.5-1.5B shape, eager HF ``generate``, 128 prompt + 32 new
    tokens): unsteered tok/s at batch 1/16/128, and steered/unsteered throughput ratios for one
-   middle layer, all layers, per-row strengths and ``positions="generated"``: after a warm-up
-   of every variant, the median of ``pairs`` alternating (plain, steered) pair ratios, the order
-   flipped every other pair. ``hook_ops``: aten ops per steering hook call (prefill, decode) and
-   any host-sync op inside the hooks, counted with :mod:`linsteer.steer.hookcost` (device-independent).
-2. ``compiled``: :class:`linsteer.generate.static.SteeredGenerator` at batch 256 (128 + 128): tok/s
-   steered and unsteered, eager HF ``generate`` (with the hooks) beside it, token agreement of
-   compiled vs eager steered, and whether steering changed the compiled output.
-3. ``sweep``: ``score_mc`` of 16 configurations (2 layers x 8 strengths) on 128 arith_mc items
+   middle layer, all layers, per-row strengths, ``positions="generated"`` and a distinct vector
+   per row: after a warm-up of every variant, the median of ``pairs`` alternating (plain,
+   steered) pair ratios, the order flipped every other pair. ``hook_ops``: aten ops per steering
+   hook call (prefill, decode) and any host-sync op inside the hooks, counted with
+   :mod:`linsteer.steer.hookcost` (device-independent).
+4. ``sweep``: ``score_mc`` of 16 configurations (2 layers x 8 strengths) on 128 arith_mc items
    (Qwen shape): the auto engine, the replay and one after another, same prefix-tree rows; each
    warmed up on its own replayer first, then timed alternately, median of 2.
-4. ``reading``: ``read_activations`` (Llama-3.2-1B shape, 512 prompts x 512 tokens, all layers)
-   vs the bare decoder body and a naive ``output_hidden_states=True`` forward.
 
-Usage: python benchmarks/bench_gpu.py [--tiny] [--out FILE] [--only table,compiled,sweep,reading]
-``--tiny`` runs the same code on tiny shapes (on a CPU in under a minute), same JSON keys.
+Usage: python benchmarks/bench_gpu.py [--tiny] [--out FILE] [--only reading,compiled,table,sweep]
+``--tiny`` runs the same code on tiny shapes (on a CPU in about a minute), same JSON keys.
 """
 
 from __future__ import annotations
@@ -43,11 +49,13 @@ from linsteer.steer.hookcost import count_hook_ops
 from linsteer.steer.hooks import Steer, steering
 
 FULL = {"gen_shape": "qwen2.5-1.5b", "read_shape": "llama-3.2-1b", "batches": (1, 16, 128),
-        "prompt": 128, "new": 32, "pairs": 4, "compiled_new": 128, "compiled_batch": 256, "items": 128,
-        "warm_items": 128, "read_n": 512, "read_len": 512, "read_batch": 32}
+        "prompt": 128, "new": 32, "pairs": 3, "compiled_new": 128, "compiled_batch": 256, "items": 128,
+        "warm_items": 128, "read_n": 512, "read_len": 512, "read_batch": 32,
+        "distinct": (1, 16, 256), "copy_gib": 4.0}
 TINY = {"gen_shape": "tiny-qwen", "read_shape": "tiny-llama", "batches": (1, 2, 4),
         "prompt": 8, "new": 4, "pairs": 2, "compiled_new": 4, "compiled_batch": 4, "items": 3,
-        "warm_items": 1, "read_n": 8, "read_len": 16, "read_batch": 4}
+        "warm_items": 1, "read_n": 8, "read_len": 16, "read_batch": 4,
+        "distinct": (1, 2, 4), "copy_gib": 0.0625}
 
 
 def sync(device: torch.device) -> None:
@@ -104,7 +112,8 @@ def generation_table(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"shape": cfg["gen_shape"], "prompt_tokens": cfg["prompt"],
                            "new_tokens": new, "pairs": cfg["pairs"], "unsteered_tok_s": {},
                            "one_layer": {}, "all_layers": {}, "per_row_strengths": {},
-                           "positions_generated": {}, "hook_ops": hook_ops(lm, vec)}
+                           "positions_generated": {}, "per_row_vectors": {},
+                           "hook_ops": hook_ops(lm, vec)}
     for batch in cfg["batches"]:
         gen = torch.Generator().manual_seed(batch)
         ids = torch.randint(4, vocab, (batch, cfg["prompt"]), generator=gen).to(device)
@@ -115,6 +124,7 @@ def generation_table(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
             "all_layers": Steer(vec, tuple(range(lm.n_layers)), "add", 2.0),
             "per_row_strengths": Steer(vec, (mid,), "add", rows),
             "positions_generated": Steer(vec, (mid,), "add", 2.0, positions="generated"),
+            "per_row_vectors": Steer(distinct_rows(lm, batch, batch)[0], (mid,), "add", rows),
         }
 
         def run(spec: Steer | None, enc: dict[str, torch.Tensor] = enc) -> float:
@@ -144,7 +154,45 @@ def generation_table(lm: LoadedModel, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- 2. compiled steered generation --------------------------------------------------------
+def distinct_rows(lm: LoadedModel, k: int, batch: int, seed: int = 100) -> tuple[tuple[SteeringVector, ...],
+                                                                             tuple[float, ...]]:
+    """``k`` distinct (direction, strength) pairs cycled over ``batch`` rows."""
+    vecs = [random_vector(lm, seed + j) for j in range(k)]
+    strengths = [float(s) for s in torch.linspace(-8.0, 8.0, k)] if k > 1 else [8.0]
+    return (tuple(vecs[i % k] for i in range(batch)), tuple(strengths[i % k] for i in range(batch)))
+
+
+def copy_bandwidth(device: torch.device, gib: float) -> float:
+    """Bytes per second of a large device-to-device copy (read + write counted), best of 5."""
+    n = int(gib * (1 << 30))
+    src = torch.empty(n, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(5):
+        best = min(best, timed(lambda: dst.copy_(src), device)[0])
+    return 2 * n / best
+
+
+def decode_bytes(lm: LoadedModel, batch: int, cache_len: int, dtype: torch.dtype) -> dict[str, int]:
+    """What one decoding step must read at least: every weight once (a tied embedding once, as
+    the LM head) and the whole static KV cache (its attention reads all ``cache_len`` slots)."""
+    cfg = lm.model.config
+    weights = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+    heads = int(getattr(cfg, "num_key_value_heads", cfg.num_attention_heads))
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+    item = torch.tensor([], dtype=dtype).element_size()
+    kv = 2 * int(cfg.num_hidden_layers) * batch * heads * cache_len * head_dim * item
+    return {"weights": weights, "kv_cache": kv}
+
+
 def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dict[str, Any]:
+    """Tok/s of the compiled generator at batch B: unsteered (a generator with no steering hook,
+    the baseline), and steered with K distinct (direction, strength) pairs over the rows at one
+    middle layer and at all layers (each its own compiled generator); each call timed twice,
+    alternating, the median kept. Then the same steering through eager HF ``generate`` with the
+    hooks, token agreement with it, and the decode step's achieved memory bandwidth as a fraction
+    of this card's copy bandwidth."""
     from linsteer.generate.static import SteeredGenerator
 
     device, vocab = lm.device, len(lm.tokenizer)  # type: ignore[arg-type]
@@ -152,20 +200,72 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
     gen = torch.Generator().manual_seed(7)
     ids = torch.randint(4, vocab, (batch, cfg["prompt"]), generator=gen)
     prompts = [list(map(int, row)) for row in ids]
-    vec = random_vector(lm, 1)
-    spec = Steer(vec, (mid,), "add", 8.0)
     notices: list[str] = []
     backend = "eager" if tiny and device.type == "cpu" else None
     tokens = batch * new
-    with SteeredGenerator(lm, compile=True, backend=backend, notice=notices.append) as fast:
-        t_compile, _ = timed(lambda: fast.generate_ids(prompts, new, steer=spec, batch_size=batch), device)
-        steered_t, plain_t = [], []
-        for _ in range(2):
-            t, steered = timed(lambda: fast.generate_ids(prompts, new, steer=spec, batch_size=batch), device)
-            steered_t.append(t)
-            t, plain = timed(lambda: fast.generate_ids(prompts, new, batch_size=batch), device)
-            plain_t.append(t)
-        compiled = fast.compiled
+    ks = [k for k in cfg["distinct"] if k <= batch]
+    where = {"one_layer": (mid,), "all_layers": tuple(range(lm.n_layers))}
+    out: dict[str, Any] = {"shape": cfg["gen_shape"], "batch": batch, "prompt_tokens": cfg["prompt"],
+                           "new_tokens": new, "distinct_k": ks, "first_call_s": {}, "tok_s": {}}
+    rows = {k: distinct_rows(lm, k, batch) for k in ks}
+    gens = {"unsteered": SteeredGenerator(lm, layers=(), compile=True, backend=backend,
+                                          notice=notices.append)}
+    for name, layers in where.items():
+        gens[name] = SteeredGenerator(lm, layers=layers, compile=True, backend=backend,
+                                      notice=notices.append)
+    calls: dict[str, Callable[[], Any]] = {"unsteered": lambda: gens["unsteered"].generate_ids(
+        prompts, new, batch_size=batch)}
+    for name, layers in where.items():
+        for k in ks:
+            spec = Steer(rows[k][0], layers, "add", rows[k][1])
+            calls[f"{name}_k{k}"] = lambda g=gens[name], spec=spec: g.generate_ids(
+                prompts, new, steer=spec, batch_size=batch)
+    try:
+        for name in ("unsteered", *where):  # the first call of each generator compiles
+            first = next(key for key in calls if key.startswith(name))
+            out["first_call_s"][name] = round(timed(calls[first], device)[0], 2)
+        laps: dict[str, list[float]] = {key: [] for key in calls}
+        outputs: dict[str, Any] = {}
+        for order in (list(calls), list(reversed(calls))):
+            for key in order:
+                lap, outputs[key] = timed(calls[key], device)
+                laps[key].append(lap)
+        compiled = all(g.compiled for g in gens.values())
+        # prefill alone (one new token, no decoding step), for the decode step's time
+        with SteeredGenerator(lm, layers=(), compile=False) as once:
+            once.generate_ids(prompts, 1, batch_size=batch)
+            prefill = min(timed(lambda: once.generate_ids(prompts, 1, batch_size=batch), device)[0]
+                          for _ in range(2))
+        # one vector at one layer: the tokens eager HF generate with the hooks is compared with
+        spec = Steer(random_vector(lm, 1), (mid,), "add", 8.0)
+        mine = torch.tensor(gens["one_layer"].generate_ids(prompts, new, steer=spec, batch_size=batch))
+        plain = torch.tensor(outputs["unsteered"])
+    finally:
+        for g in gens.values():
+            g.close()
+    med = {key: statistics.median(v) for key, v in laps.items()}
+    base = med["unsteered"]
+    out["tok_s"] = {key: round(tokens / t, 1) for key, t in med.items()}
+    out["vs_unsteered"] = {key: round(base / t, 3) for key, t in med.items() if key != "unsteered"}
+    out["compiled"], out["notice"] = compiled, notices[0] if notices else None
+    out["steering_changes_output"] = bool(outputs["one_layer_k1"] != outputs["unsteered"])
+    out["distinct_rows_differ"] = bool(len({tuple(r) for r in outputs[f"all_layers_k{ks[-1]}"]}) > 1)
+
+    # the decode step against the card's limit
+    cache_len = -(-(cfg["prompt"] + new) // 64) * 64  # SteeredGenerator's static cache length
+    need = decode_bytes(lm, batch, cache_len, next(lm.model.parameters()).dtype)
+    copy = copy_bandwidth(device, cfg["copy_gib"])
+    step = {key: max(t - prefill, 1e-9) / max(new - 1, 1) for key, t in med.items()}
+    per_step = need["weights"] + need["kv_cache"]
+    out["headroom"] = {
+        "bytes_per_step": need, "cache_len": cache_len, "prefill_s": round(prefill, 4),
+        "copy_bandwidth_gb_s": round(copy / 1e9, 1),
+        "decode_step_ms": {key: round(v * 1e3, 3) for key, v in step.items()},
+        "achieved_gb_s": {key: round(per_step / v / 1e9, 1) for key, v in step.items()},
+        "fraction_of_copy_bandwidth": {key: round(per_step / v / copy, 3) for key, v in step.items()},
+    }
+
+    # eager HF generate with the hooks, beside it (one layer, one vector: the agreement check)
     enc = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
     def eager(with_steer: bool) -> Any:
@@ -181,25 +281,17 @@ def compiled_generation(lm: LoadedModel, cfg: dict[str, Any], tiny: bool) -> dic
     eager(True)  # warm-up
     t_eager_steered, ref = eager(True)
     t_eager_plain, ref_plain = eager(False)
-    floor = (torch.tensor(plain) == ref_plain.cpu()).float().mean()
-    mine = torch.tensor(steered)
     ref = ref.cpu()
-    same_pos = (mine == ref).float()
     diverge = (mine != ref).int().cumsum(1) == 0  # positions before the first difference
-    return {
-        "shape": cfg["gen_shape"], "batch": batch, "prompt_tokens": cfg["prompt"], "new_tokens": new,
-        "compiled": compiled, "notice": notices[0] if notices else None,
-        "first_call_s": round(t_compile, 2),
-        "steered_tok_s": round(tokens / statistics.median(steered_t), 1),
-        "unsteered_tok_s": round(tokens / statistics.median(plain_t), 1),
+    out.update({
         "eager_steered_tok_s": round(tokens / t_eager_steered, 1),
         "eager_unsteered_tok_s": round(tokens / t_eager_plain, 1),
         "agree_rows_identical": round(float((mine == ref).all(1).float().mean()), 4),
-        "agree_tokens": round(float(same_pos.mean()), 4),
+        "agree_tokens": round(float((mine == ref).float().mean()), 4),
         "agree_prefix_tokens": round(float(diverge.float().mean()), 4),
-        "noise_floor_unsteered_agree_tokens": round(float(floor), 4),
-        "steering_changes_output": bool((mine != torch.tensor(plain)).any()),
-    }
+        "noise_floor_unsteered_agree_tokens": round(float((plain == ref_plain.cpu()).float().mean()), 4),
+    })
+    return out
 
 
 # ---- 3. the sweep engines ------------------------------------------------------------------
@@ -286,7 +378,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tiny", action="store_true", help="tiny shapes: checks the script on a CPU")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
-    parser.add_argument("--only", default="table,compiled,sweep,reading")
+    parser.add_argument("--only", default="reading,compiled,table,sweep")
     args = parser.parse_args()
     cfg = TINY if args.tiny else FULL
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -312,12 +404,12 @@ def main() -> None:
             holder[shape] = build(shape, tok, device, dtype)
         return holder[shape]
 
-    # cheapest first, so that a timeout loses the least
+    # the headline figures first, so that a timeout loses the least
     steps: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
         ("reading", "reading", lambda: reading(model("read_shape"), cfg)),
-        ("sweep", "sweep", lambda: sweep(model("gen_shape"), cfg)),
-        ("generation_table", "table", lambda: generation_table(model("gen_shape"), cfg)),
         ("compiled", "compiled", lambda: compiled_generation(model("gen_shape"), cfg, args.tiny)),
+        ("generation_table", "table", lambda: generation_table(model("gen_shape"), cfg)),
+        ("sweep", "sweep", lambda: sweep(model("gen_shape"), cfg)),
     ]
     for key, part, fn in steps:
         if part not in parts:

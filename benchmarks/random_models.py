@@ -81,11 +81,16 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, merges_vocab: int = 8
 
 
 def config_for(shape: str) -> Any:
-    from transformers import LlamaConfig, Qwen2Config
-
     if shape not in SHAPES:
         raise SystemExit(f"unknown shape {shape!r}; use one of {', '.join(SHAPES)}")
-    fields = dict(SHAPES[shape])
+    return config_of(SHAPES[shape])
+
+
+def config_of(shape: dict[str, Any]) -> Any:
+    """A Llama or Qwen2 config from a shape dict like those of ``SHAPES``."""
+    from transformers import LlamaConfig, Qwen2Config
+
+    fields = dict(shape)
     arch = fields.pop("arch")
     ids = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
     return (LlamaConfig if arch == "llama" else Qwen2Config)(**fields, **ids)
@@ -93,11 +98,16 @@ def config_for(shape: str) -> Any:
 
 def random_model(shape: str, device: str, dtype: torch.dtype, seed: int = 0) -> Any:
     """A random-init causal LM of ``shape`` built directly on ``device`` in ``dtype``, eval mode."""
+    return random_model_of(SHAPES[shape] if shape in SHAPES else config_for(shape), device, dtype, seed)
+
+
+def random_model_of(shape: dict[str, Any], device: str, dtype: torch.dtype, seed: int = 0) -> Any:
+    """``random_model`` for a shape dict (``SHAPES``' keys)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config_for(shape), dtype=dtype,
+        model = AutoModelForCausalLM.from_config(config_of(shape), dtype=dtype,
                                                  attn_implementation="sdpa")
     model.generation_config.eos_token_id = None  # random weights: never stop early
     return model.eval()

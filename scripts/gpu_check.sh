@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # One device call: bench_gpu.py, then `linsteer run --preset paper` (reduced n) on a random-init
-# Llama-3.2-1B-shaped folder with an offline tokenizer and the real data files, each phase timed.
+# Llama-3.2-1B-shaped folder with an offline tokenizer and the real data files, each phase timed
+# (scripts/paper_phases.py: the phases, the generation path and the full preset extrapolated).
 # Results go to $OUT (default ./gpu_out). `--tiny` runs the same steps on tiny shapes (CPU check).
 #   needs: .gpudata/data/{gsm8k,mmlu_pro}/test.jsonl (carried), optional .whl/ wheels
+# Time on one H200, estimated from the shapes (not yet measured): bench_gpu about 4 min (reading
+# ~25 s; compiled ~2 min, three compiled generators at ~30-45 s each plus 14 timed calls of 256 x
+# 128 tokens; the eager table ~75 s; the sweep ~30 s), the paper preset ~1.5 min with its model
+# folder: under 6 min, each part capped (BENCH_TIMEOUT, PAPER_TIMEOUT) and its JSON kept on a cap.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,7 +28,7 @@ stamp() { echo "$1 $(( $(date +%s) - T0 ))s" | tee -a "$OUT/phases.txt"; }
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())" | tee "$OUT/phases.txt"
 
 # 1. the benchmark (one JSON)
-timeout "${BENCH_TIMEOUT:-200}" $PY benchmarks/bench_gpu.py ${TINY:+--tiny} --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" | tail -n 3
+timeout "${BENCH_TIMEOUT:-250}" $PY benchmarks/bench_gpu.py ${TINY:+--tiny} --out "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.log" | tail -n 3
 stamp "bench_gpu done"
 
 # 2. the paper preset, reduced, on a random-init Llama-3.2-1B shape
@@ -40,7 +45,7 @@ if [ -n "$TINY" ]; then
 else
     printf 'n_per_class: 32\nn_dev: 4\nn_test: 8\nn_null: 1\nmax_new_tokens: 16\nneutral_texts: 4\nanalysis_layers: 2\nbatch_size: 64\n' > "$WORK/reduced.yaml"
 fi
-(cd "$WORK" && timeout "${PAPER_TIMEOUT:-$([ -n "$TINY" ] && echo 900 || echo 90)}" $PY -m linsteer.cli.main run --preset paper --config reduced.yaml \
+(cd "$WORK" && timeout "${PAPER_TIMEOUT:-$([ -n "$TINY" ] && echo 900 || echo 80)}" $PY -m linsteer.cli.main run --preset paper --config reduced.yaml \
     --model model --runs runs 2>&1) | tr '\r' '\n' | grep -v -e '%|' -e '^\s*$' > "$OUT/paper.log"
 echo "paper preset exit code ${PIPESTATUS[0]}" | tee -a "$OUT/phases.txt"
 stamp "paper preset done"

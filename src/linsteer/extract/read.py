@@ -262,7 +262,6 @@ def read_activations(
         "dtype": str(lm.dtype).replace("torch.", ""),
         "linsteer_version": __version__,
     }
-    meta["prompts_sha256"] = hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()
     cache_file = None
     if cache is not None:
         key_src = json.dumps([meta["fingerprint"], meta["position"], meta["prompt_format"],
@@ -306,6 +305,8 @@ def read_activations(
         for handle in handles:
             handle.remove()
     bar.close()
+    # host-only work after the last forward is queued: on a GPU it overlaps the device's work
+    meta["prompts_sha256"] = hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()
     sums = reader.sums.cpu()  # the one copy back: everything at once
     finite = torch.isfinite(sums.sum(dim=1))
     if not bool(finite.all()):

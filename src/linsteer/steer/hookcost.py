@@ -2,7 +2,8 @@
 
 :func:`count_hook_ops` runs any call (a forward, a ``generate``) under :func:`steering` with a
 ``TorchDispatchMode`` that counts every aten op dispatched *inside* the steering hooks: marker
-hooks registered just before and just after them bracket each call. Ops are split by phase:
+hooks registered just before and just after the model's pre-hook, and a wrapper around each
+block's steering function (``SteeringHandle.steer_output``), bracket each call. Ops are split by phase:
 ``prefill`` (a call over more than one position) and ``decode`` (one position per row). Host
 synchronisations show up as ops too (``aten._local_scalar_dense`` is what ``.item()``,
 ``bool(tensor)`` and ``int(tensor)`` dispatch), so a run can prove that none happens.
@@ -92,15 +93,26 @@ def count_hook_ops(lm: LoadedModel, spec: Steer, run: Callable[[], Any]) -> dict
                 lambda m, a, k: mode.enter("model", _length(a, k)), with_kwargs=True, prepend=True),
             lm.model.register_forward_pre_hook(leave),
         ]
-        for layer in handle.spec.layers:
-            block = lm.blocks.modules[layer]
-            marks.append(block.register_forward_hook(
-                lambda m, a, out: mode.enter("block", int(hidden_of(out).shape[1])), prepend=True))
-            marks.append(block.register_forward_hook(leave))
+        steer = dict(handle.steer_output)
+        for layer, fn in steer.items():
+            handle.steer_output[layer] = _bracketed(mode, fn)
         try:
             with mode:
                 run()
         finally:
             for mark in marks:
                 mark.remove()
+            handle.steer_output.update(steer)
     return mode.phases
+
+
+def _bracketed(mode: _Counter, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` (a block's steering) with the counter counting the ops it dispatches as block ops."""
+    def steer(output: Any) -> Any:
+        mode.enter("block", int(hidden_of(output).shape[1]))
+        try:
+            return fn(output)
+        finally:
+            mode.where = None
+
+    return steer

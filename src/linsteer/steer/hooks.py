@@ -10,8 +10,14 @@ vector read at ``L`` is applied at ``L``. Positions are absolute token positions
 what the first forward of a generation saw), so they stay right under the KV cache; padding is
 never touched (:mod:`linsteer.steer.positions` works them out once per forward). Strengths, and
 optionally vectors, may differ per row of the batch. Hooks live in a :class:`SteeringHandle`;
-nothing is stored on the model or in globals, and the context manager removes every hook on exit,
-also after an exception.
+nothing is stored in globals, and the context manager removes every hook on exit, also after an
+exception.
+
+A steered block's output is steered inside its own ``forward`` (wrapped per handle, restored on
+exit) rather than by a forward hook: a forward hook sends every call of the block through
+``torch.nn.Module``'s hook machinery, which costs as much host time as the add itself
+(``benchmarks/bench_hooks.py`` measures both). The steering is the same function either way;
+hooks that others register on the block see the steered output.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from linsteer.steer.positions import PromptState, Step, begin_forward
 from linsteer.steer.setting import check_unit, strength_scale
 
 __all__ = ["Steer", "SteeringHandle", "apply_steering", "steering"]
+
+_BELOW, _LIVE = "_linsteer_below", "_linsteer_live"  # attributes of a wrapped block forward
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,9 @@ class SteeringHandle:
     _active: bool = False  # some strength is non-zero (known on the host, no sync needed)
     _layers: list[int] = field(default_factory=list)
     _hot: dict[int, _LayerConst] = field(default_factory=dict)  # each layer's last constants
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+    # layer -> what its block's wrapped forward applies to the block's output (hookcost brackets it)
+    steer_output: dict[int, Callable[[Any], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -115,8 +126,8 @@ class SteeringHandle:
         self._hooks.append(model.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
         self._hooks.append(model.register_forward_hook(self._post_hook))
         for layer in layers:
-            block = self.lm.blocks.modules[layer]
-            self._hooks.append(block.register_forward_hook(self._block_hook(layer)))
+            self.steer_output[layer] = self.block_steer(layer)
+            self._undo.append(_wrap_forward(self.lm.blocks.modules[layer], self.steer_output, layer))
 
     # ---- public --------------------------------------------------------------------------
     def set_rows(
@@ -156,6 +167,9 @@ class SteeringHandle:
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+        for undo in self._undo:
+            undo()
+        self._undo.clear()
 
     # ---- constants -----------------------------------------------------------------------
     def _const(self, layer: int, device: torch.device, dtype: torch.dtype) -> _LayerConst:
@@ -191,10 +205,11 @@ class SteeringHandle:
     def _post_hook(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         self._step = Step()
 
-    def _block_hook(self, layer: int) -> Callable[[torch.nn.Module, Any, Any], Any]:
+    def block_steer(self, layer: int) -> Callable[[Any], Any]:
+        """The function that steers block ``layer``'s output (a tensor or a tuple)."""
         add = self.spec.operator == "add"
 
-        def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        def steer(output: Any) -> Any:
             if not self._active:
                 return output
             hidden = output if type(output) is torch.Tensor else hidden_of(output)
@@ -223,7 +238,43 @@ class SteeringHandle:
                                          keep)
             return steered if output is hidden else with_hidden(output, steered)
 
-        return hook
+        return steer
+
+
+def _wrap_forward(block: torch.nn.Module, steer_output: dict[int, Callable[[Any], Any]],
+                  layer: int) -> Callable[[], None]:
+    """Make ``block``'s forward return ``steer_output[layer](its output)``; return the undo.
+
+    The wrapper sits on the instance (over the class's forward, or over an instance forward
+    already there, e.g. accelerate's device hooks). Undoing restores what was there when this
+    wrapper is still the outermost; otherwise (handles removed out of order) it turns the
+    wrapper into a pass-through, and whoever restores later skips it."""
+    below = block.__dict__.get("forward")  # an instance forward this one wraps (None: the class's)
+    call = block.forward
+    live = [True]
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        out = call(*args, **kwargs)
+        return steer_output[layer](out) if live[0] else out
+
+    setattr(forward, _BELOW, below)
+    setattr(forward, _LIVE, live)
+    block.forward = forward
+
+    def undo() -> None:
+        live[0] = False
+        if block.__dict__.get("forward") is not forward:
+            return  # another wrapper is outside this one: it passes through from now on
+        restore = below
+        while restore is not None and getattr(restore, _LIVE, (True,))[0] is False:
+            restore = getattr(restore, _BELOW)  # a wrapper undone out of order: skip it
+        if restore is None:
+            del block.forward
+        else:
+            block.forward = restore
+
+    return undo
+
 
 
 def apply_steering(lm: LoadedModel, spec: Steer) -> SteeringHandle:
