@@ -192,7 +192,7 @@ def stage_sweep(run: Run) -> None:
     lm = load(run)
     spec = sweep_spec(run.config, lm.n_layers)
     controls = sweep_controls(run.config, acts, vector)
-    if run.config.layers is None and run.config.scan_top > 0 and spec.unit != "ppl":
+    if run.config.layers is None and run.config.scan_top > 0:
         chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
                             unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say,
                             n_items=run.config.scan_items)
@@ -253,7 +253,8 @@ def stage_report(run: Run) -> None:
     headline = headline_from_rows(
         primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
         extraction_seconds=extraction.seconds if extraction else None,
-        extraction_tokens=int(extraction.tokens) or None if extraction else None)
+        extraction_tokens=int(extraction.tokens) or None if extraction else None,
+        damage_cap=cfg.damage_cap)
     figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
     figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
     test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]

@@ -7,11 +7,16 @@ noisy than accuracy on a few dozen items; dev accuracy is kept too. A layer's sc
 direction's gain over the mean of its nulls at the same layer and strength, maximised over the
 scan strengths; the ``top`` layers by that score go on to the full accuracy protocol (all
 controls, all strengths, test split). Selection uses dev only, so the test numbers stay honest.
+
+In a damage unit (``kl``, ``ppl``) each scanned direction is first calibrated at every layer to
+each scan budget on a few neutral texts (:mod:`linsteer.sweep.calibrate`), so layers and
+directions are compared at equal damage, as in the sweep.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +30,9 @@ from linsteer.io import write_json
 from linsteer.model.load import LoadedModel
 from linsteer.score.mc import item_rows, score_mc
 from linsteer.score.replay import Replayer
-from linsteer.steer.setting import Setting
+from linsteer.score.neutral import neutral_texts
+from linsteer.steer.setting import DAMAGE_UNITS, Setting
+from linsteer.sweep.calibrate import Target, calibrate
 from linsteer.sweep.tasks import TaskSpec
 
 SCAN_FILE = "layerscan.json"
@@ -94,10 +101,10 @@ def _mean(values: Sequence[float | None]) -> float:
 def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
                 strengths: Sequence[float], unit: str = "norm", operator: str = "add",
                 top: int = 3, batch_size: int = 16, layers: Sequence[int] | None = None,
-                max_rows: int = 128, n_items: int | None = None, n_null: int = 2) -> LayerScan:
-    """Steer ``task``'s dev items at every layer with the ``real`` and ``null`` controls."""
-    import time
-
+                max_rows: int = 128, n_items: int | None = None, n_null: int = 2,
+                calibration_texts: int = 2) -> LayerScan:
+    """Steer ``task``'s dev items at every layer with the ``real`` and ``null`` controls (in a
+    damage unit, each calibrated on ``calibration_texts`` neutral texts first)."""
     if task.generative:
         raise LinsteerError(f"the layer scan needs a multiple-choice reasoning task, got {task.name!r}")
     if top < 1:
@@ -109,9 +116,18 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
         raise LinsteerError("scan: no real direction among the controls")
     chosen_layers = list(range(lm.n_layers)) if layers is None else list(layers)
     keys = [(c, layer, s) for layer in chosen_layers for s in strengths for c in used]
-    settings = [Setting(c.vector, layer, operator, s, unit) for c, layer, s in keys]
-    items = task.items("dev")[:n_items]
     start = time.perf_counter()
+    raw: dict[tuple[int, int, float], float] = {}
+    if unit in DAMAGE_UNITS:  # equal damage: each direction calibrated at each layer
+        targets = [(i, layer) for i in range(len(used)) for layer in chosen_layers]
+        found = calibrate(lm, [Target(used[i].vector, layer, operator) for i, layer in targets],
+                          strengths, neutral_texts(calibration_texts), metric=unit, grid=5, rounds=3)
+        raw = {(*targets[t], b): c.strength for (t, b), c in found.items()}
+    index = {id(c): i for i, c in enumerate(used)}
+    settings = [Setting(c.vector, layer, operator, s, unit,
+                        calibrated=raw.get((index[id(c)], layer, s)) if raw else None)
+                for c, layer, s in keys]
+    items = task.items("dev")[:n_items]
     base, per, _ = score_mc(lm, items, settings, prompt_format=task.prompt_format,
                             batch_size=batch_size, replayer=Replayer(lm, max_rows=max_rows))
     base_rows = item_rows(items, base)
