@@ -178,6 +178,10 @@ def _headline_table(heads: Sequence[Headline]) -> str:
             cost_bits.append(f"{h.extraction_seconds:.1f} s")
         if h.extraction_tokens is not None:
             cost_bits.append(f"{h.extraction_tokens:,} tokens")
+        gold = ("—" if h.gold_prob_delta is None else
+                f"{h.gold_prob_delta:+.3f} [{_cell_text(h.gold_prob_lo)}, {_cell_text(h.gold_prob_hi)}]")
+        half, mde = 100 * (h.ci_halfwidth or float("nan")), 100 * (h.mde or float("nan"))
+        power = "—" if h.n is None else f"{h.n} · ±{half:.1f} · {mde:.1f}"
         cells = [
             (h.model, "t"),
             (h.task, "t"),
@@ -188,10 +192,8 @@ def _headline_table(heads: Sequence[Headline]) -> str:
             ("—" if h.p_value is None else f"{h.p_value:.3g}", ""),
             (h.null_text or "—", "t"),
             (mem, "t"),
-            ("—" if h.gold_prob_delta is None
-             else f"{h.gold_prob_delta:+.3f} [{_cell_text(h.gold_prob_lo)}, {_cell_text(h.gold_prob_hi)}]", ""),
-            ("—" if h.n is None else
-             f"{h.n} · ±{100 * (h.ci_halfwidth or float('nan')):.1f} · {100 * (h.mde or float('nan')):.1f}", ""),
+            (gold, ""),
+            (power, ""),
             (ppl, ""),
             ("—" if h.kl is None else f"{h.kl:.3g}" + ("" if h.kl_cap is None else f" (≤ {h.kl_cap:g})"), ""),
             (", ".join(cost_bits) or "—", ""),

@@ -200,8 +200,8 @@ def headline_from_rows(
     accuracy of the real direction on ``task`` is chosen (ties: higher gold probability, then
     smaller |strength|) and reported on ``report_split``. With ``damage_cap``, only settings
     whose neutral-text KL is known and at most the cap are eligible (the others stay in the
-    tables); when none is, the headline has no steered result and says so. ``memorization_task`` defaults to the one
-    memorization-role task of the model, if exactly one.
+    tables); when none is, the headline has no steered result and says so.
+    ``memorization_task`` defaults to the one memorization-role task of the model, if exactly one.
     """
     checked = [r for r in check_rows(rows) if r["model"] == model]
     if not checked:

@@ -39,11 +39,11 @@ from linsteer.errors import LinsteerError
 __all__ = [
     "McNemarResult",
     "PairedDiff",
-    "mde_paired_mean",
-    "mde_paired_proportions",
     "Proportion",
     "bootstrap_ci",
     "mcnemar_exact",
+    "mde_paired_mean",
+    "mde_paired_proportions",
     "paired_diff_ci",
     "proportion",
     "wilson_interval",

@@ -136,8 +136,8 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
             raise LinsteerError(f"unknown config key {key!r}; known keys: {', '.join(known)}")
         updates[key] = _coerce(key, value, getattr(PRESETS["quick"], key))
     if "unit" in updates and "strengths" not in updates and updates["unit"] != config.unit:
-        updates["strengths"] = UNIT_STRENGTHS[updates["unit"]] if updates["unit"] in UNIT_STRENGTHS \
-            else config.strengths  # a grid in the new unit, not the old unit's numbers
+        # a grid in the new unit, not the old unit's numbers
+        updates["strengths"] = UNIT_STRENGTHS.get(updates["unit"], config.strengths)
         updates.setdefault("scan_strengths", UNIT_SCAN_STRENGTHS.get(updates["unit"], config.scan_strengths))
     config = replace(config, **updates)
     for task in config.tasks:

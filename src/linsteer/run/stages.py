@@ -27,11 +27,13 @@ from linsteer.extract.vector import SteeringVector
 from linsteer.io import atomic_write, write_json
 from linsteer.model.load import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.report.alternatives import baselines_json, cost_figure, summary_html, table_rows
 from linsteer.report.content import analysis_figures, confound_html, cost_table, steering_figures
 from linsteer.report.html import write_report
 from linsteer.report.scan_figures import scan_figure
 from linsteer.results.selection import headline_from_rows
 from linsteer.results.table import CellRow, Row, summarize
+from linsteer.run.alternatives import read_alternatives, stage_alternatives
 from linsteer.run.config import RunConfig, sweep_spec
 from linsteer.run.rundir import config_text, differing_keys
 from linsteer.run.validate import validate_config
@@ -107,6 +109,10 @@ class Run:
         raise LinsteerError(
             f"{self.dir} holds results made with other settings (differs in: {', '.join(changed)}); "
             "use a fresh run directory (or the same settings to resume)")
+
+    def model(self) -> LoadedModel:
+        """The run's model, loaded on first use (see :func:`load`)."""
+        return load(self)
 
     def phase(self, name: str, seconds: float, tokens: int, flops: float) -> None:
         with ResultStore(store_path(self.dir)) as store:
@@ -262,8 +268,10 @@ def stage_report(run: Run) -> None:
     controls = json.loads(controls_file.read_text()) if controls_file.exists() else []
     control_rows = [{"kind": c["kind"], "seed": c["seed"],
                      **{f"cos_L{k}": round(v, 3) for k, v in c["cos_to_real"].items()}} for c in controls]
+    alternatives = read_alternatives(run.dir)
     tables: list[tuple[str, Sequence[Row]]] = [
         ("Cost and benefit", cost_table(run.dir, headline)),
+        *([("Steering vs the alternatives", table_rows(alternatives))] if alternatives else []),
         ("Test split: baseline and real direction", test_real),
         ("All cells", rows),
         ("Layer profile", profile_rows),
@@ -272,6 +280,14 @@ def stage_report(run: Run) -> None:
     confounds = read_confounds(run.dir)
     scan = read_scan(run.dir)
     extra: dict[str, Any] = {"confounds": confounds} if confounds else {}
+    if alternatives:
+        extra["baselines"] = baselines_json(alternatives)
+        figs.insert(0, ("Accuracy vs measured cost",
+                        "Test accuracy (95% Wilson interval) of the unsteered base, the dev-selected "
+                        "steering, each prompt, steering on top of each prompt and LoRA SFT, on the "
+                        "same items, against the compute each one measurably took: FLOPs to obtain "
+                        "it (extraction, training) plus FLOPs to answer the test items.",
+                        cost_figure(alternatives)))
     if scan is not None:
         figs.insert(0, ("Layer scan: every layer on dev",
                         f"Change in the gold option's probability (top) and dev accuracy (bottom) when "
@@ -282,11 +298,11 @@ def stage_report(run: Run) -> None:
     path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
                         title=f"linsteer report: {model}",
-                        extra=extra, notice_html=confound_html(confounds))
+                        extra=extra, notice_html=summary_html(alternatives) + confound_html(confounds))
     say(headline.verdict)
     say(f"report: {path}")
     run.report = path
 
 
 Stage = Callable[[Run], None]
-STAGES: tuple[Stage, ...] = (stage_extract, stage_confounds, stage_sweep, stage_report)
+STAGES: tuple[Stage, ...] = (stage_extract, stage_confounds, stage_sweep, stage_alternatives, stage_report)

@@ -90,7 +90,8 @@ class Setting:
     ``unit``: ``raw`` (residual units), ``norm`` (``add`` only: units of the layer's typical
     residual norm), ``ppl`` (``strength`` is a perplexity budget and ``calibrated`` the raw
     strength found for it) or ``kl`` (``strength`` is a signed KL budget on neutral text, nats
-    per token, and ``calibrated`` the raw strength found for it). Give ``n_layers`` to accept negative layers (``-1`` = last layer).
+    per token, and ``calibrated`` the raw strength found for it). Give ``n_layers`` to accept
+    negative layers (``-1`` = last layer).
     """
 
     vector: SteeringVector = field(compare=False, hash=False, repr=False)

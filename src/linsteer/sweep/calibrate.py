@@ -45,7 +45,7 @@ class Calibrated:
     ppl_ratio: float  # steered / unsteered perplexity at the nearest measured point below budget
     budget: float
     kl: float = float("nan")  # KL per token at that point
-    damage: float = float("nan")  # the calibrated metric's estimate at ``strength`` (= |budget| when bracketed)
+    damage: float = float("nan")  # the metric's estimate at ``strength`` (|budget| when bracketed)
 
 
 def _start(target: Target) -> tuple[float, float]:
@@ -84,8 +84,8 @@ def calibrate(
     on ``texts`` reaches ``|budget|`` (``metric`` ``ppl``: perplexity ratio ``1 + |budget|``;
     ``kl``: KL per token), steering with the budget's sign. Round 0 is a geometric grid of
     ``grid`` magnitudes shared by the budgets of one sign; each of the ``rounds - 1`` further
-    passes adds one secant point per (target, budget). A budget below even the smallest strength's damage gets a
-    strength 100 times smaller (damage unknown, NaN)."""
+    passes adds one secant point per (target, budget). A budget below even the smallest
+    strength's damage gets a strength 100 times smaller (damage unknown, NaN)."""
     if metric not in METRICS:
         raise LinsteerError(f"unknown damage metric {metric!r}; use {' or '.join(METRICS)}")
     if any(b == 0 or not math.isfinite(b) for b in budgets):
@@ -127,15 +127,15 @@ def calibrate(
     found: dict[tuple[int, float], Calibrated] = {}
     for t, b in keys:
         sign, budget = math.copysign(1.0, b), abs(b)
-        points = measured[(t, sign)]
-        curve = sorted((v, _damage(metric, base_ppl, e)) for v, e in points.items())
+        seen = measured[(t, sign)]
+        curve = sorted((v, _damage(metric, base_ppl, e)) for v, e in seen.items())
         below = [p for p in curve if p[1] <= budget]
         above = [p for p in curve if p[1] > budget]
         if not below:
             found[(t, b)] = Calibrated(sign * curve[0][0] / 100, float("nan"), b)
             continue
         v_lo, d_lo = below[-1]
-        ppl, kl = points[v_lo]
+        ppl, kl = seen[v_lo]
         ratio_lo = ppl / base_ppl
         if not above:  # never reached within the search: the largest strength tried
             found[(t, b)] = Calibrated(sign * v_lo, ratio_lo, b, kl, d_lo)

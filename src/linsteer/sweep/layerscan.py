@@ -29,8 +29,8 @@ from linsteer.extract.controls import Control
 from linsteer.io import write_json
 from linsteer.model.load import LoadedModel
 from linsteer.score.mc import item_rows, score_mc
-from linsteer.score.replay import Replayer
 from linsteer.score.neutral import neutral_texts
+from linsteer.score.replay import Replayer
 from linsteer.steer.setting import DAMAGE_UNITS, Setting
 from linsteer.sweep.calibrate import Target, calibrate
 from linsteer.sweep.tasks import TaskSpec

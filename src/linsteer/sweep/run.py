@@ -117,7 +117,8 @@ def run_sweep(
     say = progress or (lambda _msg: None)
     calibrated = None
     if spec.unit in DAMAGE_UNITS:
-        say(f"calibrating strengths to {'KL' if spec.unit == 'kl' else 'perplexity'} budgets on neutral text ...")
+        metric = "KL" if spec.unit == "kl" else "perplexity"
+        say(f"calibrating strengths to {metric} budgets on neutral text ...")
         calibrated = calibrated_strengths(lm, controls, spec, store)
     settings = conditions(spec, controls, lm.n_layers, calibrated)
     n_groups = 2 * len(spec.tasks) + (1 if spec.neutral_texts > 0 else 0)
