@@ -193,6 +193,7 @@ def headline_from_rows(
     extraction_seconds: float | None = None,
     extraction_tokens: int | None = None,
     damage_cap: float | None = None,
+    fixed: SettingKey | None = None,
 ) -> Headline:
     """Build a :class:`Headline` from the results table.
 
@@ -200,7 +201,8 @@ def headline_from_rows(
     accuracy of the real direction on ``task`` is chosen (ties: higher gold probability, then
     smaller |strength|) and reported on ``report_split``. With ``damage_cap``, only settings
     whose neutral-text KL is known and at most the cap are eligible (the others stay in the
-    tables); when none is, the headline has no steered result and says so.
+    tables); when none is, the headline has no steered result and says so. ``fixed``: report
+    this setting (selected on another task) without reselecting: transfer.
     ``memorization_task`` defaults to the one memorization-role task of the model, if exactly one.
     """
     checked = [r for r in check_rows(rows) if r["model"] == model]
@@ -229,11 +231,15 @@ def headline_from_rows(
     over_cap = len(real_dev) - len(eligible)
     if not eligible:
         return Headline(model=model, task=task, split=report_split, kl_cap=damage_cap, over_cap=over_cap)
-    best = max(
-        eligible,
-        key=lambda r: (float(r["accuracy"]), _num(r["gold_prob"]) or 0.0, -abs(float(r["strength"] or 0.0))),
-    )
-    chosen = SettingKey.of_row(best).applied()
+    if fixed is not None:
+        chosen = fixed.applied()
+    else:
+        best = max(
+            eligible,
+            key=lambda r: (float(r["accuracy"]), _num(r["gold_prob"]) or 0.0,
+                           -abs(float(r["strength"] or 0.0))),
+        )
+        chosen = SettingKey.of_row(best).applied()
 
     def at(kind: str, task_name: str) -> list[Row]:
         return [

@@ -20,6 +20,7 @@ items (a few-shot prompt costs its exemplars on every query). Written to ``alter
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -89,7 +90,8 @@ def compare_rows(method: str, task: str, split: str, mine: Sequence[ItemResult],
         "ci_lo": prop.lo, "ci_hi": prop.hi, "delta_vs_base": vs_base.diff, "delta_lo": vs_base.diff_lo,
         "delta_hi": vs_base.diff_hi, "p_vs_base": vs_base.p_value, "delta_vs_steered": None,
         "delta_vs_steered_lo": None, "delta_vs_steered_hi": None, "p_vs_steered": None,
-        "gold_prob": None, "gold_prob_delta": None, "gold_prob_lo": None, "gold_prob_hi": None}
+        "gold_prob": None, "gold_prob_delta": None, "gold_prob_lo": None, "gold_prob_hi": None,
+        "items_sha256": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()}
     probs = [(by_base[r.item_id].gold_prob, r.gold_prob) for r in mine]
     pairs = [(b, s) for b, s in probs if b is not None and s is not None]
     if len(pairs) >= 2:

@@ -44,7 +44,9 @@ class RunConfig:
     tasks: tuple[str, ...] = ("arith_mc", "facts_mc")
     n_dev: int = 48
     n_test: int = 200  # reasoning tasks: a 95% interval on the paired difference of about +-6 points
-    n_test_memorization: int | None = 64  # memorization tasks (facts_mc has 92 test facts); None: n_test
+    # memorization tasks' test items (a side-effect check; facts_mc has 92 test facts);
+    # None: n_test, at most MEMORIZATION_N_TEST
+    n_test_memorization: int | None = None
     # the alternatives a user has instead of steering, on the same test items (empty: none):
     # prompt (a reasoning instruction), fewshot (k solved examples), lora (LoRA SFT)
     baselines: tuple[str, ...] = ("prompt", "fewshot", "lora")
@@ -77,10 +79,12 @@ PRESETS: dict[str, RunConfig] = {
                        shots=3, neutral_texts=16, analysis_layers=12),
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
     "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1, scan_items=12,
-                         neutral_texts=2, analysis_layers=6, batch_size=8, n_test_memorization=16,
+                         neutral_texts=2, analysis_layers=6, batch_size=8,
                          baselines=()),
 }
 
+
+MEMORIZATION_N_TEST = 64
 
 # the default grid of each unit (a unit given without strengths gets its own grid)
 UNIT_STRENGTHS: dict[str, tuple[float, ...]] = {
@@ -154,8 +158,8 @@ def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
     for t in config.tasks:
         generative = is_generative(t)
         n_test = config.n_test
-        if task_role(t) == "memorization" and config.n_test_memorization is not None:
-            n_test = config.n_test_memorization
+        if task_role(t) == "memorization":
+            n_test = config.n_test_memorization or min(n_test, MEMORIZATION_N_TEST)
         specs.append(TaskSpec(t, task_role(t), config.n_dev, n_test, config.shots,
                               config.gen_format if generative else config.task_format, config.seed,
                               config.max_new_tokens))

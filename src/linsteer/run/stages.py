@@ -37,7 +37,7 @@ from linsteer.run.alternatives import read_alternatives, stage_alternatives
 from linsteer.run.config import RunConfig, sweep_spec
 from linsteer.run.rundir import config_text, differing_keys
 from linsteer.run.validate import validate_config
-from linsteer.steer.setting import strengths_label
+from linsteer.steer.setting import SettingKey, strengths_label
 from linsteer.sweep.layerscan import read_scan, stage_scan
 from linsteer.sweep.run import flops_per_token, run_sweep
 from linsteer.sweep.store import ResultStore, store_path
@@ -261,6 +261,13 @@ def stage_report(run: Run) -> None:
         extraction_seconds=extraction.seconds if extraction else None,
         extraction_tokens=int(extraction.tokens) or None if extraction else None,
         damage_cap=cfg.damage_cap)
+    heads = [headline]
+    if headline.best_layer is not None and headline.steered_acc is not None:  # transfer, no reselection
+        fixed = SettingKey("real", 0, headline.best_layer, headline.best_operator, headline.best_strength,
+                           cfg.unit)
+        for other in reasoning[1:]:
+            heads.append(headline_from_rows(primary, model=model, task=other, damage_cap=cfg.damage_cap,
+                                            fixed=fixed, memorization_task=headline.memorization_task))
     figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
     figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
     test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]
@@ -295,7 +302,7 @@ def stage_report(run: Run) -> None:
                         f"the same layer and strength. Dotted: the layers {list(scan.chosen)} chosen "
                         "for the full protocol on the test split.", scan_figure(scan)))
         extra["layer_scan"] = {k: v for k, v in scan.to_json().items() if k != "cells"}
-    path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
+    path = write_report(run.dir, summary=heads, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
                         title=f"linsteer report: {model}",
                         extra=extra, notice_html=summary_html(alternatives) + confound_html(confounds))
