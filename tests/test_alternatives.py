@@ -61,23 +61,22 @@ def test_lora_lowers_its_training_loss_changes_outputs_and_repeats_under_a_seed(
     assert [s.sum_logprobs for s in restored] == [s.sum_logprobs for s in before]  # adapter removed
 
 
-@pytest.mark.parametrize("metric", ["kl", "ppl"])
-def test_calibrated_strengths_meet_their_budget_for_real_and_null_directions(metric: str) -> None:
+def test_calibrated_strengths_meet_their_budget_for_real_and_null_directions() -> None:
+    metric = "kl"  # the tiny model's KL saturates near 0.012 nats: budgets below that
     lm = arch_lm("llama")
     acts = contrast_activations(lm, contrast_from_spec("builtin", 12), progress=False)
     controls = build_controls(acts, extract(acts), positive="reasoning", negative="memorization",
                               n_null=2, n_shuffled=0, negated=False, isotropic=0)
     texts = neutral_texts(3)
-    budgets = [0.02, -0.02, 0.08] if metric == "kl" else [0.05, -0.1]
+    budgets = [0.002, -0.002, 0.006]
     found = calibrate(lm, [Target(c.vector, 1, "add") for c in controls], budgets, texts,
-                      metric=metric, grid=6, rounds=4)
+                      metric=metric, grid=3, rounds=3)  # what a run uses
     settings = [Setting(controls[t].vector, 1, "add", found[(t, b)].strength, "raw")
                 for t in range(len(controls)) for b in budgets]  # measured again, independently
-    (base_ppl, _), effects, _ = neutral_effects(lm, settings, texts)
+    _, effects, _ = neutral_effects(lm, settings, texts)
     keys = [(t, b) for t in range(len(controls)) for b in budgets]
-    for (t, b), (ppl, kl) in zip(keys, effects, strict=True):
-        damage = kl if metric == "kl" else ppl / base_ppl - 1
-        assert damage == pytest.approx(abs(b), rel=0.1), (controls[t].kind, b)
+    for (t, b), (_, kl) in zip(keys, effects, strict=True):
+        assert kl == pytest.approx(abs(b), rel=0.1), (controls[t].kind, b)
         assert math.copysign(1, found[(t, b)].strength) == math.copysign(1, b)  # the budget's sign
 
 
@@ -142,7 +141,7 @@ def test_run_with_alternatives_scores_the_same_items_as_the_base(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     folder = model_folder(tmp_path / "model")
     config = tmp_path / "c.yaml"
-    config.write_text("contrast: builtin\nn_per_class: 8\nlayers: [1]\nstrengths: [-0.05, 0.05]\n"
+    config.write_text("contrast: builtin\nn_per_class: 8\nlayers: [1]\nstrengths: [-0.004, 0.004]\n"
                       "n_null: 1\nn_dev: 6\nn_test: 10\nneutral_texts: 2\nanalysis_layers: 2\n"
                       "damage_cap: 0.2\nlora_steps: 3\nfewshot_k: 2\n")
     assert main(["run", "--model", str(folder), "--config", str(config), "--runs", str(tmp_path / "runs"),

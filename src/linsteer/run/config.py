@@ -42,7 +42,7 @@ class RunConfig:
     damage_cap: float | None = 0.1  # dev selection only where neutral-text KL <= this (None: no cap)
     n_null: int = 3
     tasks: tuple[str, ...] = ("arith_mc", "facts_mc")
-    n_dev: int = 48
+    n_dev: int = 32
     n_test: int = 200  # reasoning tasks: a 95% interval on the paired difference of about +-6 points
     # memorization tasks' test items (a side-effect check; facts_mc has 92 test facts);
     # None: n_test, at most MEMORIZATION_N_TEST

@@ -13,8 +13,9 @@ in a few passes. A budget's sign is the steering sign: ``-0.05`` is the strength
 direction that costs 0.05 nats per token.
 
 The search evaluates a geometric grid of strengths for every direction and sign at once (one
-replayed pass), then refines each (direction, budget) by secant steps in log-strength vs
-log-damage (exact for a power law), one batched pass per round.
+replayed pass; a single probe strength by default in a run), then refines each (direction,
+budget) by steps in log-strength vs log-damage (exact for a power law; KL is about quadratic in
+the strength), one batched pass per round.
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ def _log_interp(lo: tuple[float, float], hi: tuple[float, float], budget: float)
     return s0 + (budget - d0) / max(d1 - d0, 1e-12) * (s1 - s0)
 
 
+def _exponent(points: Sequence[tuple[float, float]]) -> float:
+    """The local power of damage in strength from two (strength, damage) points; 2 (the small-
+    strength behaviour of KL) without two usable points; kept within [0.25, 4]."""
+    if len(points) == 2:
+        (s0, d0), (s1, d1) = points
+        if s0 > 0 and s1 > s0 and d0 > 0 and d1 > d0:
+            return min(4.0, max(0.25, math.log(d1 / d0) / math.log(s1 / s0)))
+    return 2.0
+
+
 def calibrate(
     lm: LoadedModel,
     targets: Sequence[Target],
@@ -83,8 +94,10 @@ def calibrate(
     """``{(target index, budget): Calibrated}``: per target and budget, the strength whose damage
     on ``texts`` reaches ``|budget|`` (``metric`` ``ppl``: perplexity ratio ``1 + |budget|``;
     ``kl``: KL per token), steering with the budget's sign. Round 0 is a geometric grid of
-    ``grid`` magnitudes shared by the budgets of one sign; each of the ``rounds - 1`` further
-    passes adds one secant point per (target, budget). A budget below even the smallest
+    ``grid`` magnitudes shared by the budgets of one sign (``grid=1``: one probe strength in the
+    middle of the range); each of the ``rounds - 1`` further passes adds one point per (target,
+    budget): the secant in log-log where the budget is bracketed, else the step a quadratic
+    damage curve predicts. A budget below even the smallest
     strength's damage gets a strength 100 times smaller (damage unknown, NaN)."""
     if metric not in METRICS:
         raise LinsteerError(f"unknown damage metric {metric!r}; use {' or '.join(METRICS)}")
@@ -97,8 +110,9 @@ def calibrate(
     for t, target in enumerate(targets):
         lo, hi = _start(target)
         ratio = (hi / lo) ** (1 / max(grid - 1, 1))
+        grid_values = [lo * ratio**i for i in range(grid)] if grid > 1 else [math.sqrt(lo * hi)]
         for sign in {math.copysign(1.0, b) for b in budgets}:
-            pending |= {(t, sign, lo * ratio**i) for i in range(grid)}
+            pending |= {(t, sign, v) for v in grid_values}
     for round_no in range(max(rounds, 1)):
         if pending:
             points = sorted(pending)
@@ -115,11 +129,13 @@ def calibrate(
             curve = sorted((v, _damage(metric, base_ppl, e)) for v, e in measured[(t, sign)].items())
             below = [p for p in curve if p[1] <= budget]
             above = [p for p in curve if p[1] > budget]
-            if not below:
-                nxt = curve[0][0] / 10
-            elif not above:
+            if not below:  # step down along the local power law (at most 10 times)
+                v, d = curve[0]
+                nxt = v * max(0.1, min(0.9, (budget / d) ** (1 / _exponent(curve[:2]))))
+            elif not above:  # step up along the local power law (at most 10 times)
                 v, d = below[-1]
-                nxt = v * min(10.0, math.sqrt(budget / d)) if d > 0 else v * 10  # damage ~ s^2
+                step = (budget / d) ** (1 / _exponent(below[-2:])) if d > 0 else 10.0
+                nxt = v * max(1.1, min(10.0, step))
             else:
                 nxt = _log_interp(below[-1], min(above), budget)
             if nxt not in measured[(t, sign)]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class LayerScan:
     cells: tuple[ScanCell, ...]
     chosen: tuple[int, ...]
     seconds: float = 0.0
+    # stability: the best layer on each half of the items (even / odd), scored the same way
+    half_best: tuple[int, ...] = ()
 
     def layer_scores(self) -> dict[int, float]:
         """Real minus mean-null gain in gold probability, maximised over strengths, per layer."""
@@ -84,13 +86,16 @@ class LayerScan:
                 "baseline_gold_prob": self.baseline_gold_prob,
                 "baseline_accuracy": self.baseline_accuracy, "chosen_layers": list(self.chosen),
                 "layer_scores": {str(k): v for k, v in self.layer_scores().items()},
-                "seconds": self.seconds, "cells": [asdict(c) for c in self.cells]}
+                "seconds": self.seconds, "half_best": list(self.half_best),
+                "stable": bool(self.half_best) and len(set(self.half_best)) == 1,
+                "cells": [asdict(c) for c in self.cells]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LayerScan:
         return cls(data["task"], int(data["n_items"]), data["unit"], float(data["baseline_gold_prob"]),
                    float(data["baseline_accuracy"]), tuple(ScanCell(**c) for c in data["cells"]),
-                   tuple(int(k) for k in data["chosen_layers"]), float(data.get("seconds", 0.0)))
+                   tuple(int(k) for k in data["chosen_layers"]), float(data.get("seconds", 0.0)),
+                   tuple(int(k) for k in data.get("half_best", ())))
 
 
 def _mean(values: Sequence[float | None]) -> float:
@@ -121,7 +126,7 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
     if unit in DAMAGE_UNITS:  # equal damage: each direction calibrated at each layer
         targets = [(i, layer) for i in range(len(used)) for layer in chosen_layers]
         found = calibrate(lm, [Target(used[i].vector, layer, operator) for i, layer in targets],
-                          strengths, neutral_texts(calibration_texts), metric=unit, grid=5, rounds=3)
+                          strengths, neutral_texts(calibration_texts), metric=unit, grid=3, rounds=3)
         raw = {(*targets[t], b): c.strength for (t, b), c in found.items()}
     index = {id(c): i for i, c in enumerate(used)}
     settings = [Setting(c.vector, layer, operator, s, unit,
@@ -133,17 +138,26 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
     base_rows = item_rows(items, base)
     base_p = _mean([r.gold_prob for r in base_rows])
     cells = []
+    halves: list[list[ScanCell]] = [[], []]
     for (c, layer, s), scores in zip(keys, per, strict=True):
         rows = item_rows(items, scores)
         p = _mean([r.gold_prob for r in rows])
         cells.append(ScanCell(c.kind, c.seed, layer, float(s), p, p - base_p,
                               float(np.mean([r.correct for r in rows]))))
+        for h in (0, 1):
+            ph = _mean([r.gold_prob for r in rows[h::2]])
+            halves[h].append(ScanCell(c.kind, c.seed, layer, float(s), ph,
+                                      ph - _mean([r.gold_prob for r in base_rows[h::2]]), 0.0))
     scan = LayerScan(task.name, len(items), unit, base_p, float(np.mean([r.correct for r in base_rows])),
                      tuple(cells), (), time.perf_counter() - start)
     scores_by_layer = scan.layer_scores()
     best = sorted(scores_by_layer, key=lambda k: (-scores_by_layer[k], k))[:top]
+    half_best = []
+    for half in halves if len(items) >= 4 else ():
+        by_layer = replace(scan, cells=tuple(half)).layer_scores()
+        half_best.append(min(by_layer, key=lambda k: (-by_layer[k], k)))
     return LayerScan(scan.task, scan.n_items, unit, base_p, scan.baseline_accuracy, scan.cells,
-                     tuple(sorted(best)), scan.seconds)
+                     tuple(sorted(best)), scan.seconds, tuple(half_best))
 
 
 def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], tasks: Sequence[TaskSpec],
@@ -165,7 +179,8 @@ def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], task
     scan = scan_layers(lm, controls, task, strengths=strengths, unit=unit, top=top,
                        batch_size=batch_size, n_items=n_items)
     write_json(path, scan.to_json(), indent=1)
-    say(f"layer scan: done in {scan.seconds:.1f}s; best layers on dev {list(scan.chosen)}")
+    say(f"layer scan: done in {scan.seconds:.1f}s; best layers on dev {list(scan.chosen)} (best on "
+        f"each half of the items: {list(scan.half_best)})")
     return scan.chosen
 
 

@@ -90,7 +90,7 @@ def calibrated_strengths(lm: LoadedModel, controls: Sequence[Control], spec: Swe
         texts = texts[: max(2, len(texts) // 2)]
     found = calibrate(lm, [Target(controls[i].vector, layer, op) for i, layer, op in targets],
                       spec.strengths, texts, metric=spec.unit,
-                      **({"grid": 6, "rounds": 3} if spec.unit == "kl" else {}))
+                      **({"grid": 3, "rounds": 3} if spec.unit == "kl" else {}))
     out = {(*targets[t], b): c.strength for (t, b), c in found.items()}
     store.set_meta("calibration", json.dumps([[list(k), v] for k, v in out.items()]))
     return out
