@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,7 +106,8 @@ def compare_rows(method: str, task: str, split: str, mine: Sequence[ItemResult],
     return row
 
 
-def _stored(store: ResultStore, task: str, split: str, key: SettingKey | None) -> list[ItemResult] | None:
+def stored_items(store: ResultStore, task: str, split: str, key: SettingKey | None
+                 ) -> list[ItemResult] | None:
     """The stored per-item rows of the baseline (``key`` None) or of one applied setting."""
     for cell in store.cells():
         if cell.place.task != task or cell.place.split != split:
@@ -173,12 +174,11 @@ def stage_alternatives(run: StageRun) -> None:
         if head.best_layer is not None and head.steered_acc is not None:
             key = SettingKey("real", 0, head.best_layer, head.best_operator, head.best_strength, cfg.unit)
         setting = _selected_setting(run, key, store) if key else None
-        stored = {split: (_stored(store, task.name, split, None), _stored(store, task.name, split, key)
-                          if key else None) for split in ("dev", "test")}
+        base_test = stored_items(store, task.name, "test", None)
+        steer_test = stored_items(store, task.name, "test", key) if key else None
         extraction = next((p for p in store.phases() if p.name == "extraction"), None)
     fpt = flops_per_token(lm)
     out: list[dict[str, Any]] = []
-    base_test, steer_test = stored["test"]
     if base_test is None:
         raise LinsteerError(f"alternatives: no stored baseline for {task.name}/test; run the sweep first")
     steer_cost = (extraction.seconds, extraction.tokens, extraction.flops) if extraction else (0.0, 0, 0.0)
@@ -239,3 +239,23 @@ def _train_items(task: TaskSpec, n: int, seed: int) -> list[MCItem]:
     """``n`` solved items of the task's ``train`` pool (disjoint from every dev and test item),
     drawn apart from the few-shot exemplars."""
     return replace(task, n_dev=n, n_test=n, seed=seed + _LORA_SEED_OFFSET, shots=0).items("train")
+
+
+def sibling_rows(base_dir: Path, siblings: Mapping[str, Path], task: str,
+                 key: SettingKey | None) -> list[dict[str, Any]]:
+    """``sibling:<role>`` rows: each unsteered sibling's stored test items (family mode) against
+    the base run's unsteered and steered rows on the same items. Their post-training cost was
+    paid by the model's makers: not measured here (None)."""
+    with ResultStore(store_path(base_dir)) as store:
+        base = stored_items(store, task, "test", None)
+        steered = stored_items(store, task, "test", key) if key else None
+    if base is None:
+        return []
+    out = []
+    for role, folder in siblings.items():
+        with ResultStore(store_path(folder)) as store:
+            mine = stored_items(store, task, "test", None)
+        if mine is not None:
+            row = compare_rows(f"sibling:{role}", task, "test", mine, base, steered)
+            out.append({**row, "seconds": None, "tokens": None, "flops": None})
+    return out
