@@ -160,6 +160,7 @@ def stage_alternatives(run: StageRun) -> None:
         say(f"alternatives: reusing {ALTERNATIVES_FILE}")
         return
     lm = run.model()
+    stage_start = time.perf_counter()
     spec = sweep_spec(cfg, lm.n_layers)
     task = next((t for t in spec.tasks if t.role == "reasoning" and not t.generative
                  and t.name == "arith_mc"), None)
@@ -228,11 +229,13 @@ def stage_alternatives(run: StageRun) -> None:
             f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f})")
     write_json(run.dir / ALTERNATIVES_FILE,
                {"task": task.name, "split": "test", "best_prompt": best_prompt, "dev_accuracy": dev_acc,
-                "steered_setting": None if key is None else key._asdict(), "rows": out, "lora": lora_info},
+                "steered_setting": None if key is None else key._asdict(), "rows": out, "lora": lora_info,
+                "seconds": time.perf_counter() - stage_start},
                indent=1)
     for r in out:
         say(f"alternatives: {r['method']}: accuracy {100 * r['accuracy']:.1f}% "
             f"(Δ vs base {100 * r['delta_vs_base']:+.1f} points, p = {r['p_vs_base']:.2g})")
+    say(f"alternatives: done in {time.perf_counter() - stage_start:.1f}s")
 
 
 def _train_items(task: TaskSpec, n: int, seed: int) -> list[MCItem]:
