@@ -119,7 +119,7 @@ def cost_figure(data: Mapping[str, Any]) -> Figure:
     """Test accuracy (95% Wilson interval) of every method against its measured compute:
     the FLOPs to obtain it plus the FLOPs to answer the test items (log scale)."""
     rows: Sequence[Mapping[str, Any]] = data["rows"]
-    fig = Figure(figsize=(7.2, 3.8))
+    fig = Figure(figsize=(8.4, 3.8))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     for i, r in enumerate(rows):
@@ -127,7 +127,8 @@ def cost_figure(data: Mapping[str, Any]) -> Figure:
         if x <= 0:
             continue
         acc, lo, hi = 100 * r["accuracy"], 100 * r["ci_lo"], 100 * r["ci_hi"]
-        colour = PALETTE[i % len(PALETTE)]
+        colours = [c for c in PALETTE if c != "#F0E442"]  # no yellow on white
+        colour = colours[i % len(colours)]
         marker = "s" if r["method"] in _REFERENCE else ("^" if r["method"].startswith("steer+") else "o")
         ax.errorbar([x], [acc], yerr=[[acc - lo], [hi - acc]], fmt=marker, color=colour, capsize=3,
                     label=_label(r["method"]))
@@ -138,7 +139,7 @@ def cost_figure(data: Mapping[str, Any]) -> Figure:
     ax.set_xlabel("measured compute: FLOPs to obtain the method + to answer the test items")
     ax.set_ylabel("test accuracy, % (95% CI)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.set_title(f"{data['task']}: accuracy vs measured cost (dashed: unsteered base)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from linsteer.io import atomic_write, jsonable
 from linsteer.report.figbase import figure_base64_png, save_figure
 from linsteer.results.selection import Headline, signed_points
+from linsteer.steer.setting import strength_label
 from linsteer.version import __version__
 
 __all__ = ["write_report"]
@@ -155,7 +156,8 @@ def _headline_table(heads: Sequence[Headline]) -> str:
             "—"
             if h.best_layer is None
             else (
-                f"layer {h.best_layer}, {h.best_operator or '?'}, α = {h.best_strength:g}"
+                f"layer {h.best_layer}, {h.best_operator or '?'}, α = "
+                f"{strength_label(h.best_strength, h.best_unit)}"
                 if h.best_strength is not None
                 else f"layer {h.best_layer}, {h.best_operator or '?'}"
             )

@@ -84,6 +84,7 @@ class Headline:
     kl: float | None = None
     extraction_seconds: float | None = None
     extraction_tokens: int | None = None
+    best_unit: str | None = None
     kl_cap: float | None = None
     selected_kl: float | None = None
     over_cap: int | None = None
@@ -305,6 +306,7 @@ def headline_from_rows(
         kl=_num(r["kl"]) if r else None,
         extraction_seconds=extraction_seconds,
         extraction_tokens=extraction_tokens,
+        best_unit=chosen.unit,
         kl_cap=damage_cap,
         selected_kl=_num(r["kl"]) if r else None,
         over_cap=over_cap,

@@ -296,7 +296,7 @@ def stage_report(run: Run) -> None:
                         "it (extraction, training) plus FLOPs to answer the test items.",
                         cost_figure(alternatives)))
     if scan is not None:
-        figs.insert(0, ("Layer scan: every layer on dev",
+        figs.insert(1 if alternatives else 0, ("Layer scan: every layer on dev",
                         f"Change in the gold option's probability (top) and dev accuracy (bottom) when "
                         f"steering {scan.task} at each layer; shaded: the null directions' range at "
                         f"the same layer and strength. Dotted: the layers {list(scan.chosen)} chosen "
