@@ -22,6 +22,8 @@ n_test: 8
 neutral_texts: 4
 analysis_layers: 3
 extra_methods: [pca]
+unit: norm
+damage_cap: null
 """
 
 

@@ -33,6 +33,9 @@ n_dev: 4
 n_test: 6
 neutral_texts: 2
 analysis_layers: 2
+unit: norm
+damage_cap: null
+baselines: []
 """
 BASE = ["--model", "model", "--config", "tiny.yaml", "--quiet"]
 

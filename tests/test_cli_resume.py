@@ -35,6 +35,9 @@ n_test: 10
 neutral_texts: 3
 analysis_layers: 2
 batch_size: 4
+unit: norm
+damage_cap: null
+baselines: []
 """
 TIMINGS = ("seconds", "time_s", "run directory")
 

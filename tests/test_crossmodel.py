@@ -50,7 +50,8 @@ def test_compare_two_tiny_models_of_different_widths(tmp_path: Path) -> None:
         folders.append(str(folder))
     config = tmp_path / "c.yaml"
     config.write_text("n_per_class: 8\nn_null: 2\nn_dev: 4\nn_test: 6\nneutral_texts: 2\n"
-                      "analysis_layers: 2\nscan_top: 1\nstrengths: [-1.0, 1.0]\n")
+                      "analysis_layers: 2\nscan_top: 1\nstrengths: [-1.0, 1.0]\nunit: norm\nbaselines: []\n"
+                      "damage_cap: null\n")
     report = compare_models(folders, "quick", str(config), tmp_path / "runs", lambda _m: None)
     results = json.loads((report.parent / "results.json").read_text())
     models = results["tables"]["Models"]

@@ -87,7 +87,8 @@ def test_cli_sweep_ray_redoes_a_run_directory(setup: tuple, tmp_path: Path,
     model, _, _ = setup
     config = tmp_path / "tiny.yaml"
     config.write_text("contrast: builtin\nn_per_class: 6\nlayers: [1, 2]\nstrengths: [1.0]\nn_null: 1\n"
-                      "n_dev: 4\nn_test: 4\nneutral_texts: 2\nanalysis_layers: 2\ndtype: fp32\n")
+                      "n_dev: 4\nn_test: 4\nneutral_texts: 2\nanalysis_layers: 2\ndtype: fp32\n"
+                      "unit: norm\ndamage_cap: null\nbaselines: []\n")
     run = tmp_path / "run"
     assert main(["run", "--model", model, "--config", str(config), "--run-dir", str(run), "--quiet"]) == 0
     copy = tmp_path / "copy"

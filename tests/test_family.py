@@ -28,7 +28,8 @@ def test_family_report_on_tiny_models(tmp_path: Path, capsys: pytest.CaptureFixt
         tiny_tokenizer().save_pretrained(folders[role])
     config = tmp_path / "c.yaml"
     config.write_text("n_per_class: 8\nn_null: 2\nn_dev: 4\nn_test: 6\nneutral_texts: 2\n"
-                      "analysis_layers: 2\nlayers: [1]\nstrengths: [-1.0, 1.0]\n")
+                      "analysis_layers: 2\nlayers: [1]\nstrengths: [-1.0, 1.0]\nunit: norm\n"
+                      "damage_cap: null\nbaselines: []\n")
     spec = ",".join(f"{r}={f}" for r, f in folders.items())
     assert main(["compare", "--family", spec, "--config", str(config), "--runs", str(tmp_path / "runs"),
                  "--quiet"]) == 0

@@ -63,7 +63,7 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
         "strengths": parse_floats(args.strengths, "--strengths"),
         "operators": tuple(args.operators.split(",")) if args.operators else None,
         "unit": args.unit, "n_null": args.n_null, "n_dev": args.n_dev, "n_test": args.n_test,
-        "shots": args.shots, "batch_size": args.batch_size,
+        "shots": args.shots, "batch_size": args.batch_size, "damage_cap": args.damage_cap,
     }
 
 
@@ -175,10 +175,15 @@ def _sweep_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default=None, help="steering layers, e.g. '6,9' or '4-10'")
     p.add_argument("--strengths", default=None, help="comma-separated strengths, e.g. '0.25,1'")
     p.add_argument("--operators", default=None, help="comma-separated: add, project_scale, ablate")
-    p.add_argument("--unit", default=None, choices=["raw", "norm", "ppl"],
+    p.add_argument("--unit", default=None, choices=["raw", "norm", "ppl", "kl"],
                    help="strength unit: raw; norm (add: multiples of the layer's typical residual "
                         "norm); ppl (strengths are perplexity budgets, e.g. 0.05,0.1,0.25: each "
-                        "direction is calibrated to raise neutral-text perplexity by that much)")
+                        "direction is calibrated to raise neutral-text perplexity by that much); "
+                        "kl (the default: signed KL budgets on neutral text, nats per token, e.g. "
+                        "-0.05,0.02,0.05)")
+    p.add_argument("--damage-cap", type=float, default=None,
+                   help="dev selection only among settings whose neutral-text KL is at most this "
+                        "(nats per token; default 0.1)")
     p.add_argument("--n-null", type=int, default=None, help="null-direction controls (seeds)")
     p.add_argument("--n-dev", type=int, default=None, help="dev items per task (layer/strength selection)")
     p.add_argument("--n-test", type=int, default=None, help="test items per task (reported)")

@@ -10,6 +10,16 @@ highest-priority marker that is directly followed by a number, allowing ``$``, `
 ``$``, thousands commas (``1,000``), decimals and ``%``; they are normalised (``"18.0"`` -> ``"18"``,
 ``"1,000"`` -> ``"1000"``, ``"-0"`` -> ``"0"``, ``".5"`` -> ``"0.5"``).
 
+With ``language=`` (an MGSM language code), numbers are read the way that language writes them:
+digits of any script (full-width ``１８``, Bengali, Thai, Devanagari, Telugu, ...) count as digits;
+German, Spanish, ... (:data:`DECIMAL_COMMA_DOT`) group thousands with dots and write decimals
+with a comma (``1.200`` = 1200, ``2,5`` = 2.5, ``1.000.000``); French and Russian
+(:data:`DECIMAL_COMMA_SPACE`) group with spaces, no-break or narrow no-break spaces
+(``1 200`` = 1200) and also write decimals with a comma; the others (English, Chinese, Japanese,
+Thai, Swahili, Bengali, Telugu) as English (after the digits are mapped). Without a language,
+English rules apply unchanged. Each language's own answer phrase (``Die Antwort lautet 11``)
+counts as a marker beside the English ones.
+
 Choices (:func:`extract_choice`, 0-based option index): ``answer is (C)`` / ``Answer: C`` markers
 (last one with a valid letter), then a letter opening the text (``"C."``, ``"(C)"``, ``"C)"``,
 ``"C:"``, or the text being just ``"C"``), then a single distinct parenthesised letter ``(C)``
@@ -19,11 +29,13 @@ anywhere. Letters beyond ``n_options`` never count.
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 
 from linsteer.errors import LinsteerError
 
-__all__ = ["extract_choice", "extract_number", "normalise_number", "numbers_equal"]
+__all__ = ["DECIMAL_COMMA_DOT", "DECIMAL_COMMA_SPACE", "extract_choice", "extract_number",
+           "normalise_number", "numbers_equal"]
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -69,8 +81,11 @@ def _token(m: re.Match[str]) -> str:
     return (m.group("sign") or "") + m.group("num")
 
 
-def extract_number(text: str) -> str | None:
-    """The final numeric answer in ``text`` as a normalised string, or None."""
+def extract_number(text: str, language: str | None = None) -> str | None:
+    """The final numeric answer in ``text`` as a normalised string, or None (``language``: read
+    numbers the way that language writes them, :func:`extract_number_in`)."""
+    if language is not None and language != "en":
+        return extract_number_in(text, language)
     for marker in _NUMBER_MARKERS:
         found: str | None = None
         for m in marker.finditer(text):
@@ -146,3 +161,78 @@ def extract_choice(text: str, n_options: int) -> int | None:
     if len(letters) == 1:
         return letters.pop()
     return None
+
+
+# --------------------------------------------------------------------------- languages
+
+DECIMAL_COMMA_DOT = frozenset({"de", "es", "it", "pt", "nl", "id", "tr", "da"})
+DECIMAL_COMMA_SPACE = frozenset({"fr", "ru", "pl", "cs", "sv", "fi", "uk", "nb"})
+_LANG_MARKERS = {  # MGSM's own answer phrases ("The answer is" in each language)
+    "de": r"Antwort\s*(?:lautet|ist|:)", "es": r"respuesta\s*(?:es|:)",
+    "fr": r"r[ée]ponse\s*(?:est|:)", "ru": r"[Оо]твет\s*(?:[—:-]|будет)?",
+    "sw": r"jibu\s*(?:ni|:)", "zh": r"答案(?:是|为|：|:)", "ja": r"答え(?:は|：|:)",
+}
+
+
+def _digits_table() -> dict[int, str]:
+    """Every Unicode decimal digit (full-width, Bengali, Thai, ...) to its ASCII digit."""
+    table: dict[int, str] = {}
+    for code in range(0x110000):
+        char = chr(code)
+        if unicodedata.category(char) == "Nd" and not char.isascii():
+            table[code] = str(unicodedata.digit(char))
+    return table
+
+
+_DIGITS: dict[int, str] | None = None
+
+
+def _ascii_digits(text: str) -> str:
+    """``text`` with compatibility forms folded (full-width ``，`` and ``．``, no-break and
+    narrow no-break spaces become ``,``, ``.`` and a space) and every digit in ASCII."""
+    global _DIGITS
+    if _DIGITS is None:
+        _DIGITS = _digits_table()
+    return unicodedata.normalize("NFKC", text).translate(_DIGITS)
+
+
+def _language_number(language: str) -> tuple[re.Pattern[str], re.Pattern[str], str, str]:
+    """(number regex, leading-number regex, thousands separator, decimal mark) of a language."""
+    if language in DECIMAL_COMMA_DOT:
+        group, point = r"\.", ","
+    elif language in DECIMAL_COMMA_SPACE:
+        group, point = " ", ","
+    else:
+        group, point = ",", "."
+    pt = re.escape(point)
+    num = (rf"(?<![\w.,])(?:(?P<sign>[-\u2212])(?=\$?[\d{pt}]))?\$?\s?"
+           rf"(?P<num>\d{{1,3}}(?:{group}\d{{3}})+(?:{pt}\d+)?|\d+(?:{pt}\d+)?)(?!{group}\d{{3}}|\d)%?")
+    lead = num.replace(r"(?<![\w.,])", "")
+    return re.compile(num), re.compile(r"^" + lead), group.replace("\\", ""), point
+
+
+def _normalise_local(token: str, group: str, point: str) -> str | None:
+    s = token.replace(group, "") if group != " " else token.replace(" ", "")
+    return normalise_number(s.replace(point, ".") if point != "." else s)
+
+
+def extract_number_in(text: str, language: str) -> str | None:
+    """The final numeric answer in ``text`` read by ``language``'s number conventions (see the
+    module docstring), as a normalised string, or None."""
+    text = _ascii_digits(text)
+    num_re, lead_re, group, point = _language_number(language)
+    markers = list(_NUMBER_MARKERS)
+    if language in _LANG_MARKERS:
+        markers.insert(2, re.compile(_LANG_MARKERS[language] + _GAP + r"(?P<rest>.*)", re.IGNORECASE))
+    for marker in markers:
+        found: str | None = None
+        for m in marker.finditer(text):
+            lead = lead_re.match(m.group("rest"))
+            if lead is not None:
+                found = _token(lead)
+        if found is not None:
+            return _normalise_local(found, group, point)
+    last: re.Match[str] | None = None
+    for last in num_re.finditer(text):  # noqa: B007 - we want the final match
+        pass
+    return None if last is None else _normalise_local(_token(last), group, point)

@@ -18,6 +18,7 @@ Published formats understood:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,19 @@ def load_gsm8k(
     return out
 
 
+def mgsm_language(path: str | Path) -> str | None:
+    """The language of an MGSM file from its name (``mgsm_de.tsv`` -> ``de``), or None."""
+    m = re.fullmatch(r"mgsm_([A-Za-z]{2,3}(?:[-_][A-Za-z]+)?)\.tsv", Path(path).name)
+    return m.group(1).lower() if m else None
+
+
 def load_mgsm(
-    path: str | Path, *, language: str = "en", limit: int | None = None
+    path: str | Path, *, language: str | None = None, limit: int | None = None
 ) -> list[GenItem]:
-    """MGSM TSV ``question<TAB>answer`` without header; ids ``mgsm:{language}:{row}``."""
+    """MGSM TSV ``question<TAB>answer`` without header; ids ``mgsm:{language}:{row}``. The
+    language defaults to the file's name (``mgsm_de.tsv``: ``de``), else ``en``."""
     name = "mgsm"
+    language = language or mgsm_language(path) or "en"
     p = _resolve(name, path, f"mgsm_{language}.tsv")
     out: list[GenItem] = []
     with p.open(encoding="utf-8") as fh:
@@ -260,7 +269,7 @@ def load_benchmark(
     path: str | Path | None = None,
     *,
     split: str = "test",
-    language: str = "en",
+    language: str | None = None,
     limit: int | None = None,
 ) -> list[GenItem] | list[MCItem]:
     """Load a benchmark by name: ``mmlu_pro`` gives MCItems, the others GenItems.
@@ -273,7 +282,7 @@ def load_benchmark(
             f"unknown benchmark {name!r}; known: {', '.join(KNOWN_BENCHMARKS)}"
         )
     if path is None:
-        return _from_hub(name, split, language, limit)
+        return _from_hub(name, split, language or "en", limit)
     if name in ("gsm8k", "gsm_symbolic"):
         return load_gsm8k(path, split=split, limit=limit, name=name)
     if name == "mgsm":

@@ -61,7 +61,8 @@ def steering_figures(rows: Sequence[Row], headline: Headline, unit: str, strengt
                      ) -> list[tuple[str, str, Figure]]:
     reasoning = sorted(t for t in {r["task"] for r in rows} if task_role(t) == "reasoning")
     figs: list[tuple[str, str, Figure]] = []
-    for task in reasoning:
+    steered_layers = {r["layer"] for r in rows if r["layer"] is not None and r["split"] == "test"}
+    for task in reasoning if len(steered_layers) > 1 else ():  # one layer: the scan shows layers
         figs.append((f"Steering effect by layer ({task}, test split)",
                      f"Accuracy of the real direction per layer and strength ({strengths}), "
                      "with 95% Wilson bands; the grey band spans the null directions at the "

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from linsteer.diagnostics.geometry import Profile, pca_2d
 from linsteer.diagnostics.separability import LayerSeparability
@@ -126,6 +127,7 @@ def separability_curve(seps: Sequence[LayerSeparability], *, title: str | None =
     )
     ax.axhline(seps[0].majority, color="#000000", linestyle=":", linewidth=1, label="majority class")
     ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy / AUROC")
     ax.set_ylim(min(0.3, float(np.nanmin([s.shuffled_acc for s in seps])) - 0.05), 1.02)
     ax.grid(True, alpha=0.3)
@@ -224,6 +226,7 @@ def cross_model_cosine_plot(
         )
     ax.set_ylim(-1.05, 1.05)
     ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("cosine similarity")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

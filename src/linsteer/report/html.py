@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from linsteer.io import atomic_write, jsonable
 from linsteer.report.figbase import figure_base64_png, save_figure
 from linsteer.results.selection import Headline, signed_points
+from linsteer.steer.setting import strength_label
 from linsteer.version import __version__
 
 __all__ = ["write_report"]
@@ -142,8 +143,10 @@ def _headline_table(heads: Sequence[Headline]) -> str:
         "p (McNemar)",
         "vs null directions",
         "memorization Δ points",
+        "gold-option prob. Δ [95% CI]",
+        "n · ±CI · MDE (80% power), points",
         "perplexity (base → steered)",
-        "KL",
+        "KL nats/token (cap)",
         "extraction cost",
     ]
     out = ['<table class="headline"><thead><tr>', *(f"<th>{html.escape(c)}</th>" for c in cols)]
@@ -153,7 +156,8 @@ def _headline_table(heads: Sequence[Headline]) -> str:
             "—"
             if h.best_layer is None
             else (
-                f"layer {h.best_layer}, {h.best_operator or '?'}, α = {h.best_strength:g}"
+                f"layer {h.best_layer}, {h.best_operator or '?'}, α = "
+                f"{strength_label(h.best_strength, h.best_unit)}"
                 if h.best_strength is not None
                 else f"layer {h.best_layer}, {h.best_operator or '?'}"
             )
@@ -176,6 +180,10 @@ def _headline_table(heads: Sequence[Headline]) -> str:
             cost_bits.append(f"{h.extraction_seconds:.1f} s")
         if h.extraction_tokens is not None:
             cost_bits.append(f"{h.extraction_tokens:,} tokens")
+        gold = ("—" if h.gold_prob_delta is None else
+                f"{h.gold_prob_delta:+.3f} [{_cell_text(h.gold_prob_lo)}, {_cell_text(h.gold_prob_hi)}]")
+        half, mde = 100 * (h.ci_halfwidth or float("nan")), 100 * (h.mde or float("nan"))
+        power = "—" if h.n is None else f"{h.n} · ±{half:.1f} · {mde:.1f}"
         cells = [
             (h.model, "t"),
             (h.task, "t"),
@@ -186,8 +194,10 @@ def _headline_table(heads: Sequence[Headline]) -> str:
             ("—" if h.p_value is None else f"{h.p_value:.3g}", ""),
             (h.null_text or "—", "t"),
             (mem, "t"),
+            (gold, ""),
+            (power, ""),
             (ppl, ""),
-            ("—" if h.kl is None else f"{h.kl:.3g}", ""),
+            ("—" if h.kl is None else f"{h.kl:.3g}" + ("" if h.kl_cap is None else f" (≤ {h.kl_cap:g})"), ""),
             (", ".join(cost_bits) or "—", ""),
         ]
         out.append(
@@ -319,7 +329,10 @@ def write_report(
 <ul class="verdicts">{verdicts}</ul>
 {notice_html}
 <p class="note">Accuracies with 95% Wilson intervals; Δ is paired against the unsteered baseline on the same
-items (exact McNemar p). The steering setting is chosen on the dev split and reported on the test split.
+items (exact McNemar p). The steering setting is chosen on the dev split and reported on the test split,
+among the settings whose damage to neutral text (KL to the unsteered model, nats per token) is within the cap;
+settings over the cap are in the tables, never selected. MDE: the smallest accuracy difference this n detects
+with 80% power (two-sided 5%), from the observed discordance.
 Null directions: distribution-matched controls (the difference between random halves within each
 class, orthogonalised to the real direction), applied at the same layer, operator and strength.</p></section>
 <section id="figures"><h2>Figures</h2>{"".join(fig_html) or '<p class="note">(no figures)</p>'}</section>

@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from linsteer.steer.setting import strength_label
 from linsteer.sweep.layerscan import LayerScan
 
 
@@ -66,7 +67,8 @@ def scan_figure(scan: LayerScan) -> Figure:
             if all(nulls):
                 ax.fill_between(layers, [min(v) for v in nulls], [max(v) for v in nulls],
                                 color=color, alpha=0.15, linewidth=0)
-            ax.plot(layers, real, marker="o", ms=3, color=color, label=f"strength {s:g}")
+            ax.plot(layers, real, marker="o", ms=3, color=color,
+                    label=f"strength {strength_label(s, scan.unit)}")
     top.axhline(0.0, color="black", linewidth=0.8)
     bottom.axhline(scan.baseline_accuracy, color="black", linewidth=0.8, label="unsteered")
     for k in scan.chosen:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from linsteer.errors import LinsteerError
 from linsteer.results.multiplicity import null_rank
+from linsteer.results.stats import mde_paired_mean, mde_paired_proportions
 from linsteer.results.table import Row, check_rows
 from linsteer.steer.setting import SettingKey
 
@@ -44,7 +45,13 @@ class Headline:
     ``null_count`` directions, ``null_below`` of them with a smaller delta than the real one,
     ``null_p`` = (1 + #null >= real) / (null_count + 1), ``null_lo``/``null_hi`` their delta range.
     ``memorization_*``: the same setting on the memorization task. ``ppl_*``/``kl``: on neutral
-    text. ``extraction_*``: the cost of finding the direction. None where unknown.
+    text. ``extraction_*``: the cost of finding the direction. ``kl_cap``: the damage cap of the
+    selection (neutral-text KL, nats per token; only settings at or under it were eligible),
+    ``selected_kl`` the selected setting's KL, ``over_cap`` how many dev settings of the real
+    direction the cap excluded. ``ci_halfwidth``: half the width of the Δ interval; ``mde``: the
+    minimum detectable accuracy difference at 80% power for this n and discordance;
+    ``gold_prob_*``: the paired difference in gold-option probability (bootstrap interval,
+    sign-flip p) and its ``gold_prob_mde``. None where unknown.
     """
 
     model: str
@@ -77,6 +84,18 @@ class Headline:
     kl: float | None = None
     extraction_seconds: float | None = None
     extraction_tokens: int | None = None
+    best_unit: str | None = None
+    kl_cap: float | None = None
+    selected_kl: float | None = None
+    over_cap: int | None = None
+    n: int | None = None
+    ci_halfwidth: float | None = None
+    mde: float | None = None
+    gold_prob_delta: float | None = None
+    gold_prob_lo: float | None = None
+    gold_prob_hi: float | None = None
+    gold_prob_p: float | None = None
+    gold_prob_mde: float | None = None
 
     @property
     def null_text(self) -> str:
@@ -111,6 +130,10 @@ class Headline:
         """One plain-language sentence computed from the numbers."""
         kind = self.verdict_kind
         if kind == "no_result" or self.delta is None:
+            if self.kl_cap is not None and self.over_cap:
+                return (f"No setting of the real direction stayed within the damage cap (KL ≤ "
+                        f"{self.kl_cap:g} nats per token) on {self.task} dev for {self.model}; "
+                        "nothing was selected.")
             return f"No steered result for {self.task} on {self.model} yet."
         effect = f"{signed_points(self.delta)} points"
         if self.delta_lo is not None and self.delta_hi is not None:
@@ -129,7 +152,12 @@ class Headline:
         mem = ""
         if self.memorization_delta is not None and math.isfinite(self.memorization_delta):
             mem = f"; memorization {signed_points(self.memorization_delta)} points"
-        tail = f"{effect}, {null_clause}{mem}."
+        damage = ""
+        if self.selected_kl is not None:
+            cap = "" if self.kl_cap is None else f", cap {self.kl_cap:g}"
+            damage = f"; damage KL {self.selected_kl:.3g} nats/token{cap}"
+        power = "" if self.mde is None else f"; detectable at 80% power: ±{100 * self.mde:.1f} points"
+        tail = f"{effect}, {null_clause}{mem}{damage}{power}."
         return {
             "improved": f"Steering improved {self.task} accuracy: {tail}",
             "hurt": f"Steering hurt {self.task} accuracy: {tail}",
@@ -165,13 +193,18 @@ def headline_from_rows(
     operator: str | None = None,
     extraction_seconds: float | None = None,
     extraction_tokens: int | None = None,
+    damage_cap: float | None = None,
+    fixed: SettingKey | None = None,
 ) -> Headline:
     """Build a :class:`Headline` from the results table.
 
     The steering setting (layer, operator, strength, unit) with the highest ``select_split``
     accuracy of the real direction on ``task`` is chosen (ties: higher gold probability, then
-    smaller |strength|) and reported on ``report_split``. ``memorization_task`` defaults to the one
-    memorization-role task of the model, if exactly one.
+    smaller |strength|) and reported on ``report_split``. With ``damage_cap``, only settings
+    whose neutral-text KL is known and at most the cap are eligible (the others stay in the
+    tables); when none is, the headline has no steered result and says so. ``fixed``: report
+    this setting (selected on another task) without reselecting: transfer.
+    ``memorization_task`` defaults to the one memorization-role task of the model, if exactly one.
     """
     checked = [r for r in check_rows(rows) if r["model"] == model]
     if not checked:
@@ -193,11 +226,21 @@ def headline_from_rows(
         raise LinsteerError(
             f"no 'real' rows for {model!r} task {task!r} on split {select_split!r} to select from"
         )
-    best = max(
-        real_dev,
-        key=lambda r: (float(r["accuracy"]), _num(r["gold_prob"]) or 0.0, -abs(float(r["strength"] or 0.0))),
-    )
-    chosen = SettingKey.of_row(best).applied()
+    eligible = real_dev
+    if damage_cap is not None:
+        eligible = [r for r in real_dev if _num(r["kl"]) is not None and float(r["kl"]) <= damage_cap]
+    over_cap = len(real_dev) - len(eligible)
+    if not eligible:
+        return Headline(model=model, task=task, split=report_split, kl_cap=damage_cap, over_cap=over_cap)
+    if fixed is not None:
+        chosen = fixed.applied()
+    else:
+        best = max(
+            eligible,
+            key=lambda r: (float(r["accuracy"]), _num(r["gold_prob"]) or 0.0,
+                           -abs(float(r["strength"] or 0.0))),
+        )
+        chosen = SettingKey.of_row(best).applied()
 
     def at(kind: str, task_name: str) -> list[Row]:
         return [
@@ -215,6 +258,13 @@ def headline_from_rows(
     r = real[0] if real else None
     nulls = [d for d in (_num(n["delta"]) for n in at("null", task)) if d is not None]
     delta = _num(r["delta"]) if r else None
+    n = int(r["n"]) if r else None
+    mde = gp_mde = None
+    if r and n and r.get("discordant") is not None:
+        mde = mde_paired_proportions(n, max(int(r["discordant"]), 1) / n)
+    if r and n and _num(r.get("gold_prob_sd")) is not None:
+        gp_mde = mde_paired_mean(n, float(r["gold_prob_sd"]))
+    lo, hi = (_num(r["delta_lo"]), _num(r["delta_hi"])) if r else (None, None)
     null_below = null_p = null_lo = null_hi = None
     if nulls and delta is not None:  # the accuracy metric, one-sided: does the real beat its nulls?
         rank = null_rank(delta, nulls)
@@ -256,4 +306,16 @@ def headline_from_rows(
         kl=_num(r["kl"]) if r else None,
         extraction_seconds=extraction_seconds,
         extraction_tokens=extraction_tokens,
+        best_unit=chosen.unit,
+        kl_cap=damage_cap,
+        selected_kl=_num(r["kl"]) if r else None,
+        over_cap=over_cap,
+        n=n,
+        ci_halfwidth=(hi - lo) / 2 if lo is not None and hi is not None else None,
+        mde=mde,
+        gold_prob_delta=_num(r.get("gold_prob_delta")) if r else None,
+        gold_prob_lo=_num(r.get("gold_prob_lo")) if r else None,
+        gold_prob_hi=_num(r.get("gold_prob_hi")) if r else None,
+        gold_prob_p=_num(r.get("gold_prob_p")) if r else None,
+        gold_prob_mde=gp_mde,
     )

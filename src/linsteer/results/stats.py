@@ -12,6 +12,8 @@ Methods (all two-sided, default confidence 0.95):
   ``p = min(1, 2 * P[Bin(b + c, 1/2) <= min(b, c)])``) and, for the paired accuracy difference,
   Newcombe's (1998) hybrid score ("square-and-add", method 10) interval built from the two
   marginal Wilson intervals and the phi correlation of the paired table.
+* :func:`mde_paired_proportions`, :func:`mde_paired_mean`: the minimum detectable effect at a
+  given power for the n a run had (closed forms, normal approximation).
 * :func:`paired_diff_ci`: mean of per-item differences, percentile-bootstrap CI of that mean, and a
   sign-flip permutation p-value (exact enumeration for n <= 16, Monte Carlo with the +1 correction
   otherwise).
@@ -40,6 +42,8 @@ __all__ = [
     "Proportion",
     "bootstrap_ci",
     "mcnemar_exact",
+    "mde_paired_mean",
+    "mde_paired_proportions",
     "paired_diff_ci",
     "proportion",
     "wilson_interval",
@@ -326,3 +330,32 @@ def paired_diff_ci(
         exact=exact,
         confidence=confidence,
     )
+
+
+# --------------------------------------------------------------------------- power
+
+
+def mde_paired_proportions(n: int, discordant: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimum detectable paired accuracy difference (a fraction) at ``power`` for a two-sided
+    level-``alpha`` test on ``n`` paired items, with ``discordant`` the fraction of items on which
+    the two conditions disagree (b + c over n). The normal approximation of McNemar's test
+    (Connor 1987, with the difference small against the discordance):
+    ``(z_{1-alpha/2} + z_{power}) * sqrt(discordant / n)``."""
+    if n < 1:
+        raise LinsteerError(f"the minimum detectable effect needs n >= 1 items, got {n}")
+    if not 0.0 <= discordant <= 1.0:
+        raise LinsteerError(f"discordant is a fraction of items in [0, 1], got {discordant}")
+    if not 0.0 < power < 1.0:
+        raise LinsteerError(f"power must be strictly between 0 and 1, got {power}")
+    z = _z(1.0 - alpha) + float(_sps.norm.ppf(power))
+    return z * math.sqrt(discordant / n)
+
+
+def mde_paired_mean(n: int, sd: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimum detectable mean of a paired continuous difference with per-item standard deviation
+    ``sd`` on ``n`` items: ``(z_{1-alpha/2} + z_{power}) * sd / sqrt(n)``."""
+    if n < 1:
+        raise LinsteerError(f"the minimum detectable effect needs n >= 1 items, got {n}")
+    if not 0.0 < power < 1.0:
+        raise LinsteerError(f"power must be strictly between 0 and 1, got {power}")
+    return (_z(1.0 - alpha) + float(_sps.norm.ppf(power))) * abs(sd) / math.sqrt(n)

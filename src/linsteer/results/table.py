@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
+import numpy as np
+
 from linsteer.errors import LinsteerError
 from linsteer.extract.controls import BASELINE, KINDS, Kind
 from linsteer.results.multiplicity import holm, null_rank
@@ -87,6 +89,8 @@ class CellRow(_CellKeys, total=False):
     gold_prob_null_n: int | None
     p_holm: float | None
     cells_tried: int | None
+    discordant: int | None  # items where this cell and the baseline disagree (McNemar's b + c)
+    gold_prob_sd: float | None  # standard deviation of the per-item gold-probability difference
 
 
 REQUIRED_KEYS: tuple[str, ...] = tuple(_CellKeys.__annotations__)
@@ -119,19 +123,22 @@ def summarize(store: ResultStore) -> list[CellRow]:
             delta=None, delta_lo=None, delta_hi=None, p_value=None,
             gold_prob_delta=None, gold_prob_lo=None, gold_prob_hi=None, gold_prob_p=None,
             ppl=side.ppl if side else None, kl=side.kl if side else None,
-            gold_prob_null_p=None, gold_prob_null_n=None, p_holm=None, cells_tried=None)
+            gold_prob_null_p=None, gold_prob_null_n=None, p_holm=None, cells_tried=None,
+            discordant=None, gold_prob_sd=None)
         if key.kind != BASELINE and base_cell is not None:
             base = {r.item_id: r for r in items[base_cell.cell_key]}
             pairs = [(base[r.item_id], r) for r in mine if r.item_id in base]
             test = mcnemar_exact([b.correct for b, _ in pairs], [s.correct for _, s in pairs])
             row["delta"], row["delta_lo"], row["delta_hi"] = test.diff, test.diff_lo, test.diff_hi
             row["p_value"] = test.p_value
+            row["discordant"] = test.b + test.c
             gp = [(b.gold_prob, s.gold_prob) for b, s in pairs
                   if b.gold_prob is not None and s.gold_prob is not None]
             if len(gp) >= 2:
                 diff = paired_diff_ci([b for b, _ in gp], [s for _, s in gp], n_boot=1000, n_perm=2000)
                 row["gold_prob_delta"], row["gold_prob_p"] = diff.mean_diff, diff.p_value
                 row["gold_prob_lo"], row["gold_prob_hi"] = diff.lo, diff.hi
+                row["gold_prob_sd"] = float(np.std([s - b for b, s in gp], ddof=1))
         rows.append(row)
     _add_null_ranks(rows)
     _add_holm(rows)

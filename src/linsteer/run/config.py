@@ -31,16 +31,28 @@ class RunConfig:
     position: str = "last"
     prompt_format: str = "zero_shot"
     layers: tuple[int, ...] | None = None  # steering layers; None: the scan's best (else 1/3, 1/2 depth)
-    strengths: tuple[float, ...] = (-1.0, -0.5, 0.25, 0.5, 1.0)
+    # signed KL budgets (nats per token on neutral text; unit kl): every direction calibrated to
+    # each, both signs; 0.3 is over the damage cap, shown in the tables but never selected
+    strengths: tuple[float, ...] = (-0.08, -0.03, 0.03, 0.08, 0.3)
     scan_top: int = 1  # with layers None: scan every layer on dev, steer at the best few (0: off)
-    scan_strengths: tuple[float, ...] = (0.5,)
-    scan_items: int = 12  # dev items the scan reads (the gold-probability metric needs few)
+    scan_strengths: tuple[float, ...] = (0.08,)
+    scan_items: int = 32  # dev items the scan reads (the gold-probability metric needs few)
     operators: tuple[str, ...] = ("add",)
-    unit: str = "norm"
+    unit: str = "kl"  # kl (equal damage, default) | ppl | norm | raw
+    damage_cap: float | None = 0.1  # dev selection only where neutral-text KL <= this (None: no cap)
     n_null: int = 3
     tasks: tuple[str, ...] = ("arith_mc", "facts_mc")
-    n_dev: int = 24
-    n_test: int = 64
+    n_dev: int = 32
+    n_test: int = 200  # reasoning tasks: a 95% interval on the paired difference of about +-6 points
+    # memorization tasks' test items (a side-effect check; facts_mc has 92 test facts);
+    # None: n_test, at most MEMORIZATION_N_TEST
+    n_test_memorization: int | None = None
+    # the alternatives a user has instead of steering, on the same test items (empty: none):
+    # prompt (a reasoning instruction), fewshot (k solved examples), lora (LoRA SFT)
+    baselines: tuple[str, ...] = ("prompt", "fewshot", "lora")
+    fewshot_k: int = 3
+    lora_steps: int = 24  # optimiser steps (batch 4) on n_per_class reasoning examples
+    lora_rank: int = 8
     shots: int = 0
     task_format: str = "mc_text"
     gen_format: str = "zero_shot"  # for generation tasks (arith_gen)
@@ -60,15 +72,26 @@ PRESETS: dict[str, RunConfig] = {
     # GSM8K answered with the 8-shot chain-of-thought prompt. Point ``contrast`` and the gsm8k
     # task at your files (mmlu_pro=PATH, gsm8k=PATH).
     "paper": RunConfig(contrast="mmlu_pro=data/mmlu_pro/test.jsonl", n_per_class=200,
-                       operators=("project_scale",), unit="raw",
+                       operators=("project_scale",), unit="raw", scan_strengths=(0.5,),
                        strengths=(-0.5, -0.2, 0.2, 0.5, 1.0), n_null=5, n_dev=100, n_test=300,
                        tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
                        gen_format="gsm8k_cot_8shot", max_new_tokens=256,
                        shots=3, neutral_texts=16, analysis_layers=12),
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
-    "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1,
-                         neutral_texts=2, analysis_layers=6, batch_size=8),
+    "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1, scan_items=12,
+                         neutral_texts=2, analysis_layers=6, batch_size=8,
+                         baselines=()),
 }
+
+
+MEMORIZATION_N_TEST = 64
+
+# the default grid of each unit (a unit given without strengths gets its own grid)
+UNIT_STRENGTHS: dict[str, tuple[float, ...]] = {
+    "kl": RunConfig.strengths, "norm": (-1.0, -0.5, 0.25, 0.5, 1.0), "ppl": (0.05, 0.1, 0.25),
+    "raw": (-0.5, -0.2, 0.2, 0.5, 1.0)}
+UNIT_SCAN_STRENGTHS: dict[str, tuple[float, ...]] = {
+    "kl": RunConfig.scan_strengths, "norm": (0.5,), "ppl": (0.1,), "raw": (0.5,)}
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -81,6 +104,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return tuple(value)
     if isinstance(default, bool) or default is None:
         return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, float) and not isinstance(value, float):
+        raise LinsteerError(f"config key {name!r} must be a number, got {value!r}")
     if isinstance(default, int) and not isinstance(value, int):
         raise LinsteerError(f"config key {name!r} must be an integer, got {value!r}")
     if isinstance(default, str) and not isinstance(value, str):
@@ -112,6 +139,10 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
         if key not in known:
             raise LinsteerError(f"unknown config key {key!r}; known keys: {', '.join(known)}")
         updates[key] = _coerce(key, value, getattr(PRESETS["quick"], key))
+    if "unit" in updates and "strengths" not in updates and updates["unit"] != config.unit:
+        # a grid in the new unit, not the old unit's numbers
+        updates["strengths"] = UNIT_STRENGTHS.get(updates["unit"], config.strengths)
+        updates.setdefault("scan_strengths", UNIT_SCAN_STRENGTHS.get(updates["unit"], config.scan_strengths))
     config = replace(config, **updates)
     for task in config.tasks:
         try:
@@ -126,7 +157,10 @@ def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
     specs = []
     for t in config.tasks:
         generative = is_generative(t)
-        specs.append(TaskSpec(t, task_role(t), config.n_dev, config.n_test, config.shots,
+        n_test = config.n_test
+        if task_role(t) == "memorization":
+            n_test = config.n_test_memorization or min(n_test, MEMORIZATION_N_TEST)
+        specs.append(TaskSpec(t, task_role(t), config.n_dev, n_test, config.shots,
                               config.gen_format if generative else config.task_format, config.seed,
                               config.max_new_tokens))
     tasks = tuple(specs)

@@ -27,10 +27,12 @@ from linsteer.model.load import load_model
 from linsteer.report.html import write_report
 from linsteer.results.selection import Headline
 from linsteer.results.stats import mcnemar_exact, proportion
+from linsteer.run.alternatives import read_alternatives, sibling_rows
 from linsteer.run.config import RunConfig, make_config, sweep_spec
 from linsteer.run.rundir import new_run_dir
 from linsteer.run.stages import Say, run_all
 from linsteer.score.records import ItemResult
+from linsteer.steer.setting import SettingKey
 from linsteer.sweep.run import run_sweep
 from linsteer.sweep.store import ResultStore, store_path
 
@@ -182,10 +184,17 @@ def family_compare(spec: str, preset: str, config_file: str | None, runs_root: P
             unsteered_run(replace(base_config, model=model), runs[role], say)
     table = family_table(runs, head, list(base_config.tasks))
     cost = cost_rows(runs)
+    key = SettingKey("real", 0, head.best_layer, head.best_operator, head.best_strength, base_config.unit)
+    base_alternatives = read_alternatives(runs["base"])
+    siblings = sibling_rows(runs["base"], {r: d for r, d in runs.items() if r != "base"}, head.task, key)
+    alternatives = [*(base_alternatives["rows"] if base_alternatives else []), *siblings]
     report = write_report(root, summary=[head], figures=[],
                           tables=[("Steered base vs unsteered siblings (test split, shared items)", table),
                                   ("Cost-benefit (the seed's table, measured)", seed_table(cost, table)),
-                                  ("Cost", cost)],
+                                  ("Cost", cost),
+                                  ("Steered base vs the alternatives, siblings included", alternatives)],
+                          extra={"baselines": [r for r in alternatives
+                                               if r["method"] not in ("base", "steered")]},
                           settings={f"family.{k}": v for k, v in family.items()} | {"preset": preset},
                           title="linsteer family comparison")
     say(f"family report: {report}")

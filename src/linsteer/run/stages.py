@@ -27,15 +27,17 @@ from linsteer.extract.vector import SteeringVector
 from linsteer.io import atomic_write, write_json
 from linsteer.model.load import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.report.alternatives import baselines_json, cost_figure, summary_html, table_rows
 from linsteer.report.content import analysis_figures, confound_html, cost_table, steering_figures
 from linsteer.report.html import write_report
 from linsteer.report.scan_figures import scan_figure
 from linsteer.results.selection import headline_from_rows
 from linsteer.results.table import CellRow, Row, summarize
+from linsteer.run.alternatives import read_alternatives, stage_alternatives
 from linsteer.run.config import RunConfig, sweep_spec
 from linsteer.run.rundir import config_text, differing_keys
 from linsteer.run.validate import validate_config
-from linsteer.steer.setting import strengths_label
+from linsteer.steer.setting import SettingKey, strengths_label
 from linsteer.sweep.layerscan import read_scan, stage_scan
 from linsteer.sweep.run import flops_per_token, run_sweep
 from linsteer.sweep.store import ResultStore, store_path
@@ -107,6 +109,10 @@ class Run:
         raise LinsteerError(
             f"{self.dir} holds results made with other settings (differs in: {', '.join(changed)}); "
             "use a fresh run directory (or the same settings to resume)")
+
+    def model(self) -> LoadedModel:
+        """The run's model, loaded on first use (see :func:`load`)."""
+        return load(self)
 
     def phase(self, name: str, seconds: float, tokens: int, flops: float) -> None:
         with ResultStore(store_path(self.dir)) as store:
@@ -192,7 +198,7 @@ def stage_sweep(run: Run) -> None:
     lm = load(run)
     spec = sweep_spec(run.config, lm.n_layers)
     controls = sweep_controls(run.config, acts, vector)
-    if run.config.layers is None and run.config.scan_top > 0 and spec.unit != "ppl":
+    if run.config.layers is None and run.config.scan_top > 0:
         chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
                             unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say,
                             n_items=run.config.scan_items)
@@ -253,7 +259,15 @@ def stage_report(run: Run) -> None:
     headline = headline_from_rows(
         primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
         extraction_seconds=extraction.seconds if extraction else None,
-        extraction_tokens=int(extraction.tokens) or None if extraction else None)
+        extraction_tokens=int(extraction.tokens) or None if extraction else None,
+        damage_cap=cfg.damage_cap)
+    heads = [headline]
+    if headline.best_layer is not None and headline.steered_acc is not None:  # transfer, no reselection
+        fixed = SettingKey("real", 0, headline.best_layer, headline.best_operator, headline.best_strength,
+                           cfg.unit)
+        for other in reasoning[1:]:
+            heads.append(headline_from_rows(primary, model=model, task=other, damage_cap=cfg.damage_cap,
+                                            fixed=fixed, memorization_task=headline.memorization_task))
     figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
     figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
     test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]
@@ -261,8 +275,10 @@ def stage_report(run: Run) -> None:
     controls = json.loads(controls_file.read_text()) if controls_file.exists() else []
     control_rows = [{"kind": c["kind"], "seed": c["seed"],
                      **{f"cos_L{k}": round(v, 3) for k, v in c["cos_to_real"].items()}} for c in controls]
+    alternatives = read_alternatives(run.dir)
     tables: list[tuple[str, Sequence[Row]]] = [
         ("Cost and benefit", cost_table(run.dir, headline)),
+        *([("Steering vs the alternatives", table_rows(alternatives))] if alternatives else []),
         ("Test split: baseline and real direction", test_real),
         ("All cells", rows),
         ("Layer profile", profile_rows),
@@ -271,21 +287,29 @@ def stage_report(run: Run) -> None:
     confounds = read_confounds(run.dir)
     scan = read_scan(run.dir)
     extra: dict[str, Any] = {"confounds": confounds} if confounds else {}
+    if alternatives:
+        extra["baselines"] = baselines_json(alternatives)
+        figs.insert(0, ("Accuracy vs measured cost",
+                        "Test accuracy (95% Wilson interval) of the unsteered base, the dev-selected "
+                        "steering, each prompt, steering on top of each prompt and LoRA SFT, on the "
+                        "same items, against the compute each one measurably took: FLOPs to obtain "
+                        "it (extraction, training) plus FLOPs to answer the test items.",
+                        cost_figure(alternatives)))
     if scan is not None:
-        figs.insert(0, ("Layer scan: every layer on dev",
+        figs.insert(1 if alternatives else 0, ("Layer scan: every layer on dev",
                         f"Change in the gold option's probability (top) and dev accuracy (bottom) when "
                         f"steering {scan.task} at each layer; shaded: the null directions' range at "
                         f"the same layer and strength. Dotted: the layers {list(scan.chosen)} chosen "
                         "for the full protocol on the test split.", scan_figure(scan)))
         extra["layer_scan"] = {k: v for k, v in scan.to_json().items() if k != "cells"}
-    path = write_report(run.dir, summary=headline, figures=figs, tables=tables,
+    path = write_report(run.dir, summary=heads, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
                         title=f"linsteer report: {model}",
-                        extra=extra, notice_html=confound_html(confounds))
+                        extra=extra, notice_html=summary_html(alternatives) + confound_html(confounds))
     say(headline.verdict)
     say(f"report: {path}")
     run.report = path
 
 
 Stage = Callable[[Run], None]
-STAGES: tuple[Stage, ...] = (stage_extract, stage_confounds, stage_sweep, stage_report)
+STAGES: tuple[Stage, ...] = (stage_extract, stage_confounds, stage_sweep, stage_alternatives, stage_report)

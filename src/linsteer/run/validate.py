@@ -91,6 +91,35 @@ def _check_tasks(tasks: Sequence[str]) -> None:
         raise LinsteerError("tasks needs a reasoning task for the report; add arith_mc")
 
 
+BASELINES = ("prompt", "fewshot", "lora")
+
+
+def check_damage(config: RunConfig) -> None:
+    """The damage unit's budgets, the damage cap and the alternatives' keys."""
+    grids = (("strengths (--strengths)", config.strengths), ("scan_strengths", config.scan_strengths))
+    for key, values in grids:
+        if config.unit == "kl" and any(v == 0 for v in values):
+            raise LinsteerError(f"{key}: with unit kl strengths are signed KL budgets, none 0; "
+                                "use e.g. -0.05,0.03,0.08")
+        if config.unit == "ppl" and any(v <= 0 for v in values):
+            raise LinsteerError(f"{key}: with unit ppl strengths are perplexity budgets > 0; "
+                                "use e.g. 0.05,0.1")
+    if config.damage_cap is not None:
+        finite([config.damage_cap], "damage_cap (--damage-cap)")
+        if config.damage_cap <= 0:
+            raise LinsteerError(f"damage_cap (--damage-cap) must be > 0 nats (or null for none), "
+                                f"got {config.damage_cap}")
+        if config.neutral_texts < 1:
+            raise LinsteerError("damage_cap needs the neutral-text KL; set neutral_texts >= 1 "
+                                "or damage_cap: null")
+    _check_names(config.baselines, BASELINES, "baselines")
+    at_least(config.fewshot_k, 1, "fewshot_k")
+    at_least(config.lora_steps, 1, "lora_steps")
+    at_least(config.lora_rank, 1, "lora_rank")
+    if config.n_test_memorization is not None:
+        at_least(config.n_test_memorization, 1, "n_test_memorization")
+
+
 def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> RunConfig:
     """Check every key of a run configuration; return it with its layers normalised."""
 
@@ -113,6 +142,7 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     if not config.strengths:
         raise LinsteerError("strengths is empty; use e.g. 0.25,1")
     finite(config.strengths, "strengths (--strengths)")
+    check_damage(config)
     parse_position(config.position)
     for fmt in (config.prompt_format, config.task_format, config.gen_format):
         get_format(fmt)

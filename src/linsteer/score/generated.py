@@ -57,8 +57,15 @@ def score_gen(
     prompts = [fmt.render_item(item) for item in items]
     stops = ("\n",) if fmt.style == "qa" else ("\nQ:", "\n\n")
 
+    # MGSM items (source "mgsm:<language>") are read by their language's number conventions
+    languages = {i.source.split(":")[1] for i in items if i.source.startswith("mgsm:") and ":" in i.source}
+    language = languages.pop() if len(languages) == 1 else None
+
+    def extract(text: str) -> str | None:
+        return extract_number(text, language)
+
     def score(outs: Sequence[GenerationOutput]) -> list[ItemResult]:
-        results, _ = score_generation(list(items) * (len(outs) // len(items)), outs, extract_number)
+        results, _ = score_generation(list(items) * (len(outs) // len(items)), outs, extract)
         return results
 
     def generate(rows: list[str], on_batch: Callable[[Sequence[int]], None] | None) -> list[ItemResult]:

@@ -24,7 +24,7 @@ from linsteer.extract.read import Batch, batches_by_length, left_pad, tokenize
 from linsteer.generate.eager import encode_texts
 from linsteer.model.layers import is_recurrent
 from linsteer.model.load import LoadedModel, wrap_model
-from linsteer.prompts.formats import get_format
+from linsteer.prompts.formats import PromptFormat, get_format
 from linsteer.prompts.items import MCItem
 from linsteer.score.records import ChoiceScores, ItemResult, score_choices
 from linsteer.score.replay import Replayer
@@ -134,9 +134,11 @@ def option_rows(
     return rows
 
 
-def mc_rows(lm: LoadedModel, items: Sequence[MCItem], prompt_format: str, tree: bool) -> list[MCRow]:
-    """The rows of ``items`` rendered in ``prompt_format`` (see :func:`option_rows`)."""
-    fmt = get_format(prompt_format)
+def mc_rows(lm: LoadedModel, items: Sequence[MCItem], prompt_format: str | PromptFormat,
+            tree: bool) -> list[MCRow]:
+    """The rows of ``items`` rendered in ``prompt_format`` (a name, or a format value such as an
+    instructed variant from :mod:`linsteer.prompts.instructions`; see :func:`option_rows`)."""
+    fmt = prompt_format if isinstance(prompt_format, PromptFormat) else get_format(prompt_format)
     prompt_ids = tokenize(lm, [fmt.render_item(item) for item in items])
     option_ids = [[list(t) for t in lm.tokenizer(fmt.continuations(item.options),
                                                    add_special_tokens=False)["input_ids"]]
@@ -265,7 +267,7 @@ def score_mc(
     items: Sequence[MCItem],
     settings: Sequence[Setting],
     *,
-    prompt_format: str = "mc_text",
+    prompt_format: str | PromptFormat = "mc_text",
     batch_size: int = 16,
     replayer: Replayer | None = None,
     tree: bool = True,

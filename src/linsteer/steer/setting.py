@@ -18,8 +18,9 @@ from linsteer.extract.controls import BASELINE, Kind
 from linsteer.extract.vector import SteeringVector
 from linsteer.model.layers import resolve_layer
 
-UNITS = ("raw", "norm", "ppl")
-UNIT_LABELS = {"raw": "", "norm": " x norm", "ppl": " ppl budget"}  # one spelling each
+UNITS = ("raw", "norm", "ppl", "kl")
+DAMAGE_UNITS = ("ppl", "kl")  # strengths that are damage budgets, calibrated per direction
+UNIT_LABELS = {"raw": "", "norm": " x norm", "ppl": " ppl budget", "kl": " nats KL"}  # one spelling each
 
 
 def check_unit(unit: str, allowed: Sequence[str] = UNITS) -> str:
@@ -87,8 +88,10 @@ class Setting:
     """A direction applied at one layer with one operator and strength.
 
     ``unit``: ``raw`` (residual units), ``norm`` (``add`` only: units of the layer's typical
-    residual norm) or ``ppl`` (``strength`` is a perplexity budget and ``calibrated`` the raw
-    strength found for it). Give ``n_layers`` to accept negative layers (``-1`` = last layer).
+    residual norm), ``ppl`` (``strength`` is a perplexity budget and ``calibrated`` the raw
+    strength found for it) or ``kl`` (``strength`` is a signed KL budget on neutral text, nats
+    per token, and ``calibrated`` the raw strength found for it). Give ``n_layers`` to accept
+    negative layers (``-1`` = last layer).
     """
 
     vector: SteeringVector = field(compare=False, hash=False, repr=False)
@@ -108,8 +111,8 @@ class Setting:
             object.__setattr__(self, "layer", resolve_layer(self.layer, n_layers))
         elif self.layer < 0:
             raise LinsteerError(f"layer {self.layer} is negative; give n_layers to count from the end")
-        if self.unit == "ppl" and self.calibrated is None:
-            raise LinsteerError("a setting in unit ppl needs its calibrated raw strength")
+        if self.unit in DAMAGE_UNITS and self.calibrated is None:
+            raise LinsteerError(f"a setting in unit {self.unit} needs its calibrated raw strength")
 
     def raw_strength(self) -> float:
         """The strength in residual units, as the operator applies it."""

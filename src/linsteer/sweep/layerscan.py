@@ -7,13 +7,18 @@ noisy than accuracy on a few dozen items; dev accuracy is kept too. A layer's sc
 direction's gain over the mean of its nulls at the same layer and strength, maximised over the
 scan strengths; the ``top`` layers by that score go on to the full accuracy protocol (all
 controls, all strengths, test split). Selection uses dev only, so the test numbers stay honest.
+
+In a damage unit (``kl``, ``ppl``) each scanned direction is first calibrated at every layer to
+each scan budget on a few neutral texts (:mod:`linsteer.sweep.calibrate`), so layers and
+directions are compared at equal damage, as in the sweep.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +29,10 @@ from linsteer.extract.controls import Control
 from linsteer.io import write_json
 from linsteer.model.load import LoadedModel
 from linsteer.score.mc import item_rows, score_mc
+from linsteer.score.neutral import neutral_texts
 from linsteer.score.replay import Replayer
-from linsteer.steer.setting import Setting
+from linsteer.steer.setting import DAMAGE_UNITS, Setting
+from linsteer.sweep.calibrate import Target, calibrate
 from linsteer.sweep.tasks import TaskSpec
 
 SCAN_FILE = "layerscan.json"
@@ -56,6 +63,8 @@ class LayerScan:
     cells: tuple[ScanCell, ...]
     chosen: tuple[int, ...]
     seconds: float = 0.0
+    # stability: the best layer on each half of the items (even / odd), scored the same way
+    half_best: tuple[int, ...] = ()
 
     def layer_scores(self) -> dict[int, float]:
         """Real minus mean-null gain in gold probability, maximised over strengths, per layer."""
@@ -77,13 +86,16 @@ class LayerScan:
                 "baseline_gold_prob": self.baseline_gold_prob,
                 "baseline_accuracy": self.baseline_accuracy, "chosen_layers": list(self.chosen),
                 "layer_scores": {str(k): v for k, v in self.layer_scores().items()},
-                "seconds": self.seconds, "cells": [asdict(c) for c in self.cells]}
+                "seconds": self.seconds, "half_best": list(self.half_best),
+                "stable": bool(self.half_best) and len(set(self.half_best)) == 1,
+                "cells": [asdict(c) for c in self.cells]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LayerScan:
         return cls(data["task"], int(data["n_items"]), data["unit"], float(data["baseline_gold_prob"]),
                    float(data["baseline_accuracy"]), tuple(ScanCell(**c) for c in data["cells"]),
-                   tuple(int(k) for k in data["chosen_layers"]), float(data.get("seconds", 0.0)))
+                   tuple(int(k) for k in data["chosen_layers"]), float(data.get("seconds", 0.0)),
+                   tuple(int(k) for k in data.get("half_best", ())))
 
 
 def _mean(values: Sequence[float | None]) -> float:
@@ -94,10 +106,10 @@ def _mean(values: Sequence[float | None]) -> float:
 def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
                 strengths: Sequence[float], unit: str = "norm", operator: str = "add",
                 top: int = 3, batch_size: int = 16, layers: Sequence[int] | None = None,
-                max_rows: int = 128, n_items: int | None = None, n_null: int = 2) -> LayerScan:
-    """Steer ``task``'s dev items at every layer with the ``real`` and ``null`` controls."""
-    import time
-
+                max_rows: int = 128, n_items: int | None = None, n_null: int = 2,
+                calibration_texts: int = 2) -> LayerScan:
+    """Steer ``task``'s dev items at every layer with the ``real`` and ``null`` controls (in a
+    damage unit, each calibrated on ``calibration_texts`` neutral texts first)."""
     if task.generative:
         raise LinsteerError(f"the layer scan needs a multiple-choice reasoning task, got {task.name!r}")
     if top < 1:
@@ -109,25 +121,43 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
         raise LinsteerError("scan: no real direction among the controls")
     chosen_layers = list(range(lm.n_layers)) if layers is None else list(layers)
     keys = [(c, layer, s) for layer in chosen_layers for s in strengths for c in used]
-    settings = [Setting(c.vector, layer, operator, s, unit) for c, layer, s in keys]
-    items = task.items("dev")[:n_items]
     start = time.perf_counter()
+    raw: dict[tuple[int, int, float], float] = {}
+    if unit in DAMAGE_UNITS:  # equal damage: each direction calibrated at each layer
+        targets = [(i, layer) for i in range(len(used)) for layer in chosen_layers]
+        found = calibrate(lm, [Target(used[i].vector, layer, operator) for i, layer in targets],
+                          strengths, neutral_texts(calibration_texts), metric=unit, grid=3, rounds=3)
+        raw = {(*targets[t], b): c.strength for (t, b), c in found.items()}
+    index = {id(c): i for i, c in enumerate(used)}
+    settings = [Setting(c.vector, layer, operator, s, unit,
+                        calibrated=raw.get((index[id(c)], layer, s)) if raw else None)
+                for c, layer, s in keys]
+    items = task.items("dev")[:n_items]
     base, per, _ = score_mc(lm, items, settings, prompt_format=task.prompt_format,
                             batch_size=batch_size, replayer=Replayer(lm, max_rows=max_rows))
     base_rows = item_rows(items, base)
     base_p = _mean([r.gold_prob for r in base_rows])
     cells = []
+    halves: list[list[ScanCell]] = [[], []]
     for (c, layer, s), scores in zip(keys, per, strict=True):
         rows = item_rows(items, scores)
         p = _mean([r.gold_prob for r in rows])
         cells.append(ScanCell(c.kind, c.seed, layer, float(s), p, p - base_p,
                               float(np.mean([r.correct for r in rows]))))
+        for h in (0, 1):
+            ph = _mean([r.gold_prob for r in rows[h::2]])
+            halves[h].append(ScanCell(c.kind, c.seed, layer, float(s), ph,
+                                      ph - _mean([r.gold_prob for r in base_rows[h::2]]), 0.0))
     scan = LayerScan(task.name, len(items), unit, base_p, float(np.mean([r.correct for r in base_rows])),
                      tuple(cells), (), time.perf_counter() - start)
     scores_by_layer = scan.layer_scores()
     best = sorted(scores_by_layer, key=lambda k: (-scores_by_layer[k], k))[:top]
+    half_best = []
+    for half in halves if len(items) >= 4 else ():
+        by_layer = replace(scan, cells=tuple(half)).layer_scores()
+        half_best.append(min(by_layer, key=lambda k: (-by_layer[k], k)))
     return LayerScan(scan.task, scan.n_items, unit, base_p, scan.baseline_accuracy, scan.cells,
-                     tuple(sorted(best)), scan.seconds)
+                     tuple(sorted(best)), scan.seconds, tuple(half_best))
 
 
 def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], tasks: Sequence[TaskSpec],
@@ -149,7 +179,8 @@ def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], task
     scan = scan_layers(lm, controls, task, strengths=strengths, unit=unit, top=top,
                        batch_size=batch_size, n_items=n_items)
     write_json(path, scan.to_json(), indent=1)
-    say(f"layer scan: done in {scan.seconds:.1f}s; best layers on dev {list(scan.chosen)}")
+    say(f"layer scan: done in {scan.seconds:.1f}s; best layers on dev {list(scan.chosen)} (best on "
+        f"each half of the items: {list(scan.half_best)})")
     return scan.chosen
 
 

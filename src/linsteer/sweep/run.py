@@ -26,7 +26,7 @@ from linsteer.score.neutral import neutral_effects, neutral_texts
 from linsteer.score.records import ItemResult
 from linsteer.score.replay import Replayer
 from linsteer.steer.operators import check_operator
-from linsteer.steer.setting import Setting, SettingKey, check_unit
+from linsteer.steer.setting import DAMAGE_UNITS, Setting, SettingKey, check_unit
 from linsteer.sweep.calibrate import Target, calibrate
 from linsteer.sweep.store import SideEffect, Store, TaskSplit
 from linsteer.sweep.tasks import TaskSpec
@@ -51,14 +51,16 @@ class SweepSpec:
         check_unit(self.unit)
         if self.unit == "ppl" and any(s <= 0 for s in self.strengths):
             raise LinsteerError("with unit ppl, strengths are perplexity budgets such as 0.05,0.1,0.25")
+        if self.unit == "kl" and any(s == 0 for s in self.strengths):
+            raise LinsteerError("with unit kl, strengths are signed KL budgets such as -0.05,0.02,0.05")
         if not self.strengths or not self.layers:
             raise LinsteerError("a sweep needs at least one layer and one strength")
 
 
 def conditions(spec: SweepSpec, controls: Sequence[Control], n_layers: int,
                calibrated: dict[tuple[int, int, str, float], float] | None = None) -> list[Setting]:
-    """Every (layer, operator, strength, direction); with unit ``ppl``, ``calibrated`` maps
-    (control index, layer, operator, budget) to the raw strength reaching that budget."""
+    """Every (layer, operator, strength, direction); with unit ``ppl`` or ``kl``, ``calibrated``
+    maps (control index, layer, operator, budget) to the raw strength reaching that budget."""
     layers = check_layers(list(spec.layers), n_layers)
     return [
         Setting(c.vector, layer, op, s, spec.unit, c.kind, c.seed, c.source,
@@ -70,8 +72,11 @@ def conditions(spec: SweepSpec, controls: Sequence[Control], n_layers: int,
 
 def calibrated_strengths(lm: LoadedModel, controls: Sequence[Control], spec: SweepSpec,
                          store: Store) -> dict[tuple[int, int, str, float], float]:
-    """Per direction, layer and operator, the raw strength raising neutral perplexity by each
-    budget in ``spec.strengths`` (stored in the run, so a resumed run reuses it)."""
+    """Per direction, layer and operator, the raw strength doing each budget in
+    ``spec.strengths`` of damage to neutral text (perplexity ratio for unit ``ppl``, KL per token
+    for ``kl``; stored in the run, so a resumed run reuses it). With ``kl`` the search reads the
+    first half of the neutral texts (at least 2), so the KL the sweep then measures on all of
+    them is partly out of sample."""
     saved = store.get_meta("calibration")
     if saved is not None:
         return {(int(i), int(layer), op, float(b)): v
@@ -79,8 +84,12 @@ def calibrated_strengths(lm: LoadedModel, controls: Sequence[Control], spec: Swe
     layers = check_layers(list(spec.layers), lm.n_layers)
     targets = [(i, layer, op) for i, _ in enumerate(controls) for layer in layers
                for op in spec.operators]
+    texts = neutral_texts(spec.neutral_texts or 8)
+    if spec.unit == "kl":
+        texts = texts[: max(2, len(texts) // 2)]
     found = calibrate(lm, [Target(controls[i].vector, layer, op) for i, layer, op in targets],
-                      spec.strengths, neutral_texts(spec.neutral_texts or 8))
+                      spec.strengths, texts, metric=spec.unit,
+                      **({"grid": 3, "rounds": 3} if spec.unit == "kl" else {}))
     out = {(*targets[t], b): c.strength for (t, b), c in found.items()}
     store.set_meta("calibration", json.dumps([[list(k), v] for k, v in out.items()]))
     return out
@@ -106,8 +115,9 @@ def run_sweep(
         check_compatible(control.vector, lm.hidden_size, lm.name)
     say = progress or (lambda _msg: None)
     calibrated = None
-    if spec.unit == "ppl":
-        say("calibrating strengths to perplexity budgets on neutral text ...")
+    if spec.unit in DAMAGE_UNITS:
+        metric = "KL" if spec.unit == "kl" else "perplexity"
+        say(f"calibrating strengths to {metric} budgets on neutral text ...")
         calibrated = calibrated_strengths(lm, controls, spec, store)
     settings = conditions(spec, controls, lm.n_layers, calibrated)
     n_groups = 2 * len(spec.tasks) + (1 if spec.neutral_texts > 0 else 0)

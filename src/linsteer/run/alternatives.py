@@ -1,0 +1,264 @@
+"""What a user would do instead of steering, on the same test items with the same scorer, paired.
+
+:func:`stage_alternatives` (a stage of :mod:`linsteer.run.stages`) takes the run's reasoning
+task (built-in multiple choice) and scores, beside the stored unsteered base and the
+dev-selected steered setting:
+
+- ``prompt:<name>``: the task format with a reasoning instruction (:mod:`linsteer.prompts.instructions`);
+- ``fewshot:<k>``: ``k`` solved examples from the task's ``train`` pool (disjoint from dev/test);
+- ``steer+prompt:<name>``: the selected steering setting on top of each prompt (``best_prompt``
+  names the prompt with the best dev accuracy: steering on top of the best prompt);
+- ``lora``: LoRA SFT (:mod:`linsteer.train.lora`) on as many reasoning examples as the direction
+  was extracted from (``n_per_class``), with answers, from the ``train`` pool, and its cost.
+
+Each row: accuracy with its Wilson interval, the paired difference vs the base (Newcombe
+interval, exact McNemar) and vs the steered base, the gold-option probability difference, and
+its measured cost: ``seconds``/``tokens``/``flops`` to obtain the method (prompting: none;
+steering: extracting the direction; LoRA: training) and ``eval_tokens`` to answer the test
+items (a few-shot prompt costs its exemplars on every query). Written to ``alternatives.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from linsteer.errors import LinsteerError
+from linsteer.extract.actset import ActivationSet
+from linsteer.extract.vector import SteeringVector
+from linsteer.io import write_json
+from linsteer.model.load import LoadedModel
+from linsteer.prompts.formats import PromptFormat, get_format
+from linsteer.prompts.instructions import INSTRUCTIONS, instructed
+from linsteer.prompts.items import MCItem
+from linsteer.results.selection import headline_from_rows
+from linsteer.results.stats import mcnemar_exact, paired_diff_ci, proportion
+from linsteer.results.table import CellRow, summarize
+from linsteer.run.config import RunConfig, sweep_spec
+from linsteer.score.mc import item_rows, score_mc
+from linsteer.score.records import ItemResult
+from linsteer.score.replay import Replayer
+from linsteer.steer.setting import Setting, SettingKey
+from linsteer.sweep.run import flops_per_token
+from linsteer.sweep.store import ResultStore, store_path
+from linsteer.sweep.tasks import TaskSpec
+from linsteer.train.lora import lora_adapted, sft_examples, train_lora
+
+ALTERNATIVES_FILE = "alternatives.json"
+_LORA_SEED_OFFSET = 7_919  # the LoRA training items: another draw from the train pool than the shots
+
+
+class StageRun(Protocol):
+    """What this stage reads of a :class:`linsteer.run.stages.Run` (which imports this module)."""
+
+    dir: Path
+    config: RunConfig
+    rows: list[CellRow] | None
+
+    @property
+    def say(self) -> Callable[[str], None]: ...
+
+    def extracted(self) -> tuple[ActivationSet, SteeringVector]: ...
+
+    def model(self) -> LoadedModel: ...
+
+
+def read_alternatives(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / ALTERNATIVES_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def compare_rows(method: str, task: str, split: str, mine: Sequence[ItemResult],
+                 base: Sequence[ItemResult], steered: Sequence[ItemResult] | None) -> dict[str, Any]:
+    """One ``baselines`` row: accuracy, Wilson interval, paired tests vs base and vs steered.
+    The three must hold exactly the same items (refused otherwise: the pairing would be wrong)."""
+    ids = [r.item_id for r in mine]
+    if sorted(ids) != sorted(r.item_id for r in base) or (
+            steered is not None and sorted(ids) != sorted(r.item_id for r in steered)):
+        raise LinsteerError(f"{method}: scored other items than the base on {task}/{split}; "
+                            "alternatives must be paired on the same items")
+    by_base = {r.item_id: r for r in base}
+    prop = proportion([r.correct for r in mine])
+    vs_base = mcnemar_exact([by_base[i].correct for i in ids], [r.correct for r in mine])
+    row: dict[str, Any] = {
+        "task": task, "split": split, "method": method, "n": prop.n, "accuracy": prop.p,
+        "ci_lo": prop.lo, "ci_hi": prop.hi, "delta_vs_base": vs_base.diff, "delta_lo": vs_base.diff_lo,
+        "delta_hi": vs_base.diff_hi, "p_vs_base": vs_base.p_value, "delta_vs_steered": None,
+        "delta_vs_steered_lo": None, "delta_vs_steered_hi": None, "p_vs_steered": None,
+        "gold_prob": None, "gold_prob_delta": None, "gold_prob_lo": None, "gold_prob_hi": None,
+        "items_sha256": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()}
+    probs = [(by_base[r.item_id].gold_prob, r.gold_prob) for r in mine]
+    pairs = [(b, s) for b, s in probs if b is not None and s is not None]
+    if len(pairs) >= 2:
+        diff = paired_diff_ci([b for b, _ in pairs], [s for _, s in pairs], n_boot=1000, n_perm=2000)
+        row.update(gold_prob=sum(s for _, s in pairs) / len(pairs), gold_prob_delta=diff.mean_diff,
+                   gold_prob_lo=diff.lo, gold_prob_hi=diff.hi)
+    if steered is not None:
+        by_steer = {r.item_id: r for r in steered}
+        vs = mcnemar_exact([by_steer[i].correct for i in ids], [r.correct for r in mine])
+        row.update(delta_vs_steered=vs.diff, delta_vs_steered_lo=vs.diff_lo,
+                   delta_vs_steered_hi=vs.diff_hi, p_vs_steered=vs.p_value)
+    return row
+
+
+def stored_items(store: ResultStore, task: str, split: str, key: SettingKey | None
+                 ) -> list[ItemResult] | None:
+    """The stored per-item rows of the baseline (``key`` None) or of one applied setting."""
+    for cell in store.cells():
+        if cell.place.task != task or cell.place.split != split:
+            continue
+        if key is None and cell.setting.kind == "baseline":
+            return store.item_rows(cell.cell_key)
+        if key is not None and cell.setting.kind == "real" and cell.setting.applied() == key:
+            return store.item_rows(cell.cell_key)
+    return None
+
+
+def _selected_setting(run: StageRun, key: SettingKey, store: ResultStore) -> Setting:
+    """The dev-selected setting of the real direction as a :class:`Setting` (its calibrated raw
+    strength read back from the run's calibration)."""
+    _, vector = run.extracted()
+    assert key.layer is not None and key.operator is not None and key.strength is not None
+    calibrated = None
+    saved = store.get_meta("calibration")
+    if saved is not None:
+        table = {(int(i), int(layer), op, float(b)): v for (i, layer, op, b), v in json.loads(saved)}
+        calibrated = table.get((0, key.layer, key.operator, float(key.strength)))
+    return Setting(vector, key.layer, key.operator, key.strength, key.unit, calibrated=calibrated)
+
+
+def _score(run: StageRun, task: TaskSpec, split: str, fmt: PromptFormat | str, setting: Setting | None,
+           shots: int = 0) -> tuple[list[ItemResult], list[ItemResult] | None, int, float]:
+    """The prompt alone and (with ``setting``) steered on top: per-item rows, tokens, seconds."""
+    lm = run.model()
+    items = replace(task, shots=shots).items(split)
+    start = time.perf_counter()
+    base, per, tokens = score_mc(lm, items, [setting] if setting else [], prompt_format=fmt,
+                                 batch_size=run.config.batch_size, replayer=Replayer(lm))
+    seconds = time.perf_counter() - start
+    return item_rows(items, base), (item_rows(items, per[0]) if setting else None), tokens, seconds
+
+
+def _cost(row: dict[str, Any], seconds: float, tokens: int, flops: float, eval_tokens: int,
+          fpt: float) -> dict[str, Any]:
+    return {**row, "seconds": seconds, "tokens": tokens, "flops": flops, "eval_tokens": eval_tokens,
+            "eval_tokens_per_item": eval_tokens / max(row["n"], 1),
+            "total_flops": flops + fpt * eval_tokens}
+
+
+def stage_alternatives(run: StageRun) -> None:
+    """Score the configured alternatives on the reasoning task (``alternatives.json``)."""
+    cfg, say = run.config, run.say
+    if not cfg.baselines:
+        return
+    if (run.dir / ALTERNATIVES_FILE).exists():
+        say(f"alternatives: reusing {ALTERNATIVES_FILE}")
+        return
+    lm = run.model()
+    stage_start = time.perf_counter()
+    spec = sweep_spec(cfg, lm.n_layers)
+    task = next((t for t in spec.tasks if t.role == "reasoning" and not t.generative
+                 and t.name == "arith_mc"), None)
+    if task is None:
+        say("alternatives: need the built-in multiple-choice reasoning task arith_mc; skipped")
+        return
+    with ResultStore(store_path(run.dir)) as store:
+        rows = run.rows if run.rows is not None else summarize(store)
+        primary = [r for r in rows if r["source"] in ("", cfg.method)]
+        head = headline_from_rows(primary, model=rows[0]["model"], task=task.name, damage_cap=cfg.damage_cap)
+        key = None
+        if head.best_layer is not None and head.steered_acc is not None:
+            key = SettingKey("real", 0, head.best_layer, head.best_operator, head.best_strength, cfg.unit)
+        setting = _selected_setting(run, key, store) if key else None
+        base_test = stored_items(store, task.name, "test", None)
+        steer_test = stored_items(store, task.name, "test", key) if key else None
+        extraction = next((p for p in store.phases() if p.name == "extraction"), None)
+    fpt = flops_per_token(lm)
+    out: list[dict[str, Any]] = []
+    if base_test is None:
+        raise LinsteerError(f"alternatives: no stored baseline for {task.name}/test; run the sweep first")
+    steer_cost = (extraction.seconds, extraction.tokens, extraction.flops) if extraction else (0.0, 0, 0.0)
+    rescored, _, base_tokens, _ = _score(run, task, "test", task.prompt_format, None)
+    if sorted((r.item_id, r.correct) for r in rescored) != sorted((r.item_id, r.correct) for r in base_test):
+        say("alternatives: warning: re-scoring the base here disagrees with the stored base")
+    out.append(_cost(compare_rows("base", task.name, "test", base_test, base_test, steer_test),
+                     0.0, 0, 0.0, base_tokens, fpt))
+    if steer_test is not None:
+        out.append(_cost(compare_rows("steered", task.name, "test", steer_test, base_test, steer_test),
+                         *steer_cost, base_tokens, fpt))
+    prompts: list[tuple[str, PromptFormat | str, int]] = []
+    if "prompt" in cfg.baselines:
+        prompts += [(f"prompt:{n}", instructed(task.prompt_format, n), 0) for n in INSTRUCTIONS]
+    if "fewshot" in cfg.baselines:
+        prompts.append((f"fewshot:{cfg.fewshot_k}", get_format(task.prompt_format), cfg.fewshot_k))
+    dev_acc: dict[str, float] = {}
+    for method, fmt, shots in prompts:
+        say(f"alternatives: {method} on {task.name} dev + test ...")
+        dev, _, _, _ = _score(run, task, "dev", fmt, None, shots)
+        dev_acc[method] = sum(r.correct for r in dev) / len(dev)
+        plain, steered, tokens, _ = _score(run, task, "test", fmt, setting, shots)
+        out.append(_cost(compare_rows(method, task.name, "test", plain, base_test, steer_test),
+                         0.0, 0, 0.0, tokens, fpt))
+        if steered is not None:
+            name = f"steer+{method}" if method.startswith("prompt:") else f"steer+prompt:{method}"
+            row = compare_rows(name, task.name, "test", steered, base_test, steer_test)
+            out.append(_cost(row, *steer_cost, tokens, fpt))
+    best_prompt = max(dev_acc, key=lambda m: (dev_acc[m], m)) if dev_acc else None
+    lora_info: dict[str, Any] | None = None
+    if "lora" in cfg.baselines:
+        train_items = _train_items(task, cfg.n_per_class, cfg.seed)
+        say(f"alternatives: LoRA SFT (rank {cfg.lora_rank}, {cfg.lora_steps} steps) on "
+            f"{len(train_items)} {task.name} train examples ...")
+        result = train_lora(lm, sft_examples(lm, train_items, get_format(task.prompt_format)),
+                            steps=cfg.lora_steps, rank=cfg.lora_rank, seed=cfg.seed)
+        with lora_adapted(lm, result):
+            plain, _, tokens, _ = _score(run, task, "test", task.prompt_format, None)
+        out.append(_cost(compare_rows("lora", task.name, "test", plain, base_test, steer_test),
+                         result.seconds, result.tokens, result.flops, tokens, fpt))
+        lora_info = {"rank": result.rank, "steps": result.steps, "batch_size": result.batch_size,
+                     "examples": result.examples, "trainable_params": result.trainable_params,
+                     "seconds": result.seconds, "tokens": result.tokens,
+                     "answer_tokens": result.answer_tokens, "flops": result.flops,
+                     "peak_rss_mb": result.peak_rss_mb, "losses": list(result.losses)}
+        say(f"alternatives: LoRA trained in {result.seconds:.1f}s ({result.tokens} tokens, loss "
+            f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f})")
+    write_json(run.dir / ALTERNATIVES_FILE,
+               {"task": task.name, "split": "test", "best_prompt": best_prompt, "dev_accuracy": dev_acc,
+                "steered_setting": None if key is None else key._asdict(), "rows": out, "lora": lora_info,
+                "seconds": time.perf_counter() - stage_start},
+               indent=1)
+    for r in out:
+        say(f"alternatives: {r['method']}: accuracy {100 * r['accuracy']:.1f}% "
+            f"(Δ vs base {100 * r['delta_vs_base']:+.1f} points, p = {r['p_vs_base']:.2g})")
+    say(f"alternatives: done in {time.perf_counter() - stage_start:.1f}s")
+
+
+def _train_items(task: TaskSpec, n: int, seed: int) -> list[MCItem]:
+    """``n`` solved items of the task's ``train`` pool (disjoint from every dev and test item),
+    drawn apart from the few-shot exemplars."""
+    return replace(task, n_dev=n, n_test=n, seed=seed + _LORA_SEED_OFFSET, shots=0).items("train")
+
+
+def sibling_rows(base_dir: Path, siblings: Mapping[str, Path], task: str,
+                 key: SettingKey | None) -> list[dict[str, Any]]:
+    """``sibling:<role>`` rows: each unsteered sibling's stored test items (family mode) against
+    the base run's unsteered and steered rows on the same items. Their post-training cost was
+    paid by the model's makers: not measured here (None)."""
+    with ResultStore(store_path(base_dir)) as store:
+        base = stored_items(store, task, "test", None)
+        steered = stored_items(store, task, "test", key) if key else None
+    if base is None:
+        return []
+    out = []
+    for role, folder in siblings.items():
+        with ResultStore(store_path(folder)) as store:
+            mine = stored_items(store, task, "test", None)
+        if mine is not None:
+            row = compare_rows(f"sibling:{role}", task, "test", mine, base, steered)
+            out.append({**row, "seconds": None, "tokens": None, "flops": None})
+    return out

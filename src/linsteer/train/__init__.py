@@ -1,0 +1,1 @@
+"""Post-training alternatives to steering, measured on the same items: LoRA SFT."""
