@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import pytest
@@ -49,7 +49,7 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@lru_cache(maxsize=None)
+@cache
 def matrix_lm(name: str) -> LoadedModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
