@@ -20,12 +20,13 @@ from linsteer.checks import at_least, check_device, finite, parse_floats
 from linsteer.cli.interop import add_ray_options, register
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import parse_position
+from linsteer.extract.vector import SteeringVector
 from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
 from linsteer.run.config import RunConfig, make_config
 from linsteer.run.rundir import choose_run_dir, is_finished
-from linsteer.run.validate import validate_config
+from linsteer.run.validate import check_vector_for_model, validate_config
 from linsteer.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
@@ -152,6 +153,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     check_device(args.device)
     if not Path(args.vector).is_file():
         raise LinsteerError(f"vector file not found: {args.vector}")
+    # the vector against the model's config (layer range, width) before any weights load
+    check_vector_for_model(SteeringVector.load(Path(args.vector)), args.model, args.layer,
+                           args.trust_remote_code)
     print(side_by_side(args.prompt, vector=Path(args.vector), model=args.model, layer=args.layer,
                        strength=args.strength, operator=args.operator, unit=args.unit,
                        max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device,
