@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from transformers.utils import logging as hf_logging
 
@@ -25,9 +25,13 @@ from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
 from linsteer.run.config import RunConfig, make_config
+from linsteer.run.lock import run_lock
 from linsteer.run.rundir import choose_run_dir, is_finished
 from linsteer.run.validate import check_vector_for_model, validate_config
 from linsteer.version import __version__
+
+if TYPE_CHECKING:
+    from linsteer.run.stages import Run
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -77,10 +81,16 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from linsteer.run.stages import run_all
 
     config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
+    with run_lock(run_dir):  # a second writer is refused before it says anything
+        return _run(args, config, run_dir, resumed)
+
+
+def _run(args: argparse.Namespace, config: RunConfig, run_dir: Path, resumed: bool) -> int:
+    from linsteer.run.stages import run_all
+
     if not resumed:
         start = f"run directory {run_dir} (if interrupted, the same command resumes it)"
     elif is_finished(run_dir):
@@ -95,15 +105,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """extract-into-run / sweep / analyze / report over an existing run directory."""
-    from linsteer.run.stages import Run, stage_report, stage_sweep
+    from linsteer.run.stages import Run
 
     run_dir = Path(args.run_dir)
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise LinsteerError(f"{run_dir} is not a run directory (no config.yaml); start one with linsteer run")
     config = validate_config(make_config("quick", config_file))
-    say = _say(args.quiet)
-    run = Run(run_dir, config, say, progress=not args.quiet)
+    with run_lock(run_dir):  # one writer per run directory
+        return _stage(args, Run(run_dir, config, _say(args.quiet), progress=not args.quiet))
+
+
+def _stage(args: argparse.Namespace, run: Run) -> int:
+    from linsteer.run.stages import stage_report, stage_sweep
+
+    run_dir, config, say = run.dir, run.config, run.say
     acts, vector = run.extracted()
     if args.stage == "analyze":
         from linsteer.report.content import analysis_figures

@@ -30,6 +30,7 @@ from linsteer.extract.controls import Control
 from linsteer.model.load import load_model
 from linsteer.results.table import summarize
 from linsteer.run.config import make_config
+from linsteer.run.lock import run_lock
 from linsteer.run.stages import Run, plan_sweep, save_controls
 from linsteer.score.records import ItemResult
 from linsteer.steer.setting import SettingKey
@@ -238,7 +239,12 @@ def stage_sweep_ray(run_dir: str | Path, say: Say, *, address: str | None = None
     if not (run_dir / "config.yaml").exists():
         raise LinsteerError(f"{run_dir} is not a run directory (no config.yaml); start one with linsteer run")
     config = make_config("quick", run_dir / "config.yaml")
-    run = Run(run_dir, config, say, progress)
+    with run_lock(run_dir):  # the driver is the run directory's one writer
+        return _sweep_ray_locked(Run(run_dir, config, say, progress), address, workers)
+
+
+def _sweep_ray_locked(run: Run, address: str | None, workers: int | None) -> RayReport:
+    run_dir, config, say = run.dir, run.config, run.say
     controls, spec = plan_sweep(run)  # the sweep `linsteer run` runs, layer scan included
     with ResultStore(store_path(run_dir)) as store:
         report = run_sweep_ray(config.model, controls, spec, store, dtype=config.dtype,

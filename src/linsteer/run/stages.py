@@ -33,6 +33,7 @@ from linsteer.report.scan_figures import scan_figure
 from linsteer.results.selection import headline_from_rows
 from linsteer.results.table import CellRow, Row, summarize
 from linsteer.run.config import RunConfig, sweep_spec
+from linsteer.run.lock import run_lock
 from linsteer.run.rundir import config_text, differing_keys
 from linsteer.run.validate import model_n_layers, validate_config
 from linsteer.steer.setting import strengths_label
@@ -233,11 +234,12 @@ def _config_json(config: RunConfig) -> str:
 def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
     """The whole pipeline into ``run_dir``; returns the report's path."""
     run = Run(run_dir, validate_config(config), say, progress)  # idempotent: the CLI checked it
-    run.save_config()
-    t0 = time.perf_counter()
-    for stage in STAGES:
-        stage(run)
-    say(f"total {time.perf_counter() - t0:.1f}s")
+    with run_lock(run_dir):  # one writer per run directory
+        run.save_config()
+        t0 = time.perf_counter()
+        for stage in STAGES:
+            stage(run)
+        say(f"total {time.perf_counter() - t0:.1f}s")
     assert run.report is not None
     return run.report
 
