@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from archs import arch_model
@@ -54,7 +53,8 @@ def _write_inputs(ws: Path) -> None:
     narrow = SteeringVector({L: torch.ones(16) for L in range(3)}, {L: 1.0 for L in range(3)}, {})
     narrow.save(ws / "narrow.safetensors")  # 16 wide: the tiny model is 32 wide
     SteeringVector({0: torch.ones(32)}, {0: 1.0}, {}).save(ws / "layer0.safetensors")
-    for name, extra in (("neutral", "neutral_texts: 99"), ("badpos", "position: middle"), ("badunit", "unit: furlongs"),
+    for name, extra in (("neutral", "neutral_texts: 99"), ("badpos", "position: middle"),
+                        ("badunit", "unit: furlongs"),
                         ("badtask", "tasks: [arith_mc, gsm8k=missing/test.jsonl]"),
                         ("badkey", "strenghts: [1.0]"), ("nullstr", "strengths: [.nan]")):
         (ws / f"{name}.yaml").write_text(TINY + extra + "\n")
@@ -118,7 +118,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "neutral_texts: asked for 99 neutral texts but 16 are built in"),
     ("contrast-beyond-pool", [*RUN, "--n", "5000"], "fact questions: asked for 5000 but only 178"),
     # devices that this machine does not have
-    ("device-missing", [*RUN, "--device", "cuda:99"], "device 'cuda:99' is not available: this machine has cpu"),
+    ("device-missing", [*RUN, "--device", "cuda:99"],
+     "device 'cuda:99' is not available: this machine has cpu"),
     ("extract-device-missing", ["extract", "--model", "model", "--device", "cuda:99", "--out", "v.st"],
      "is not available"),
     # layers and strengths

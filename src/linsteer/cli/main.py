@@ -8,6 +8,7 @@ those modules imports back into the CLI, so these late imports dodge no cycle.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from linsteer.cli.interop import add_ray_options, register
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import parse_position
 from linsteer.extract.vector import SteeringVector
+from linsteer.io import write_failure
 from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
@@ -323,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"linsteer: error: {message}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.OperationalError) as exc:  # a write the system refused, mid-work
+        print(f"linsteer: error: {' '.join(write_failure(exc).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("linsteer: interrupted", file=sys.stderr)
         return 130
