@@ -29,6 +29,7 @@ from transformers import AutoModelForCausalLM
 
 from linsteer.extract.read import left_pad, read_activations, tokenize
 from linsteer.extract.vector import SteeringVector
+from linsteer.generate.eager import generate_answers
 from linsteer.model.layers import hidden_of, is_recurrent
 from linsteer.model.load import LoadedModel, wrap_model
 from linsteer.score.replay import Replayer
@@ -152,3 +153,15 @@ def test_replay_agrees_with_full_forwards(name: str) -> None:
     for a, b in zip(res_fast, res_slow, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(res_fast[0], base_fast, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batched_steered_generation_equals_each_prompt_alone(name: str) -> None:
+    """Prompts of different lengths in one call (padded, or equal-length groups for recurrent and
+    hybrid stacks) generate under steering what each prompt generates alone."""
+    lm = matrix_lm(name)
+    prompts = [PROMPTS[0], PROMPTS[1]]
+    with steering(lm, Steer(vector(lm, seed=3), (1,), "add", 4.0)):
+        together = generate_answers(lm.model, lm.tokenizer, prompts, max_new_tokens=4, batch_size=4)
+        alone = [generate_answers(lm.model, lm.tokenizer, [p], max_new_tokens=4)[0] for p in prompts]
+    assert together == alone
