@@ -16,10 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from archs import arch_model
 from linsteer.cli.main import main
 from linsteer.errors import LinsteerError
+from linsteer.extract.vector import SteeringVector
 from tiny import tiny_tokenizer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -51,9 +53,14 @@ def _write_inputs(ws: Path) -> None:
     (ws / "afile").write_text("a plain file\n")
     (ws / "truncated.gguf").write_bytes(b"GGUF\x03\x00\x00\x00\x02\x00")
     (ws / "text.gguf").write_text("this is not a model\n")
-    for name, extra in (("badpos", "position: middle"), ("badunit", "unit: furlongs"),
+    narrow = SteeringVector({L: torch.ones(16) for L in range(3)}, {L: 1.0 for L in range(3)}, {})
+    narrow.save(ws / "narrow.safetensors")  # 16 wide: the tiny model is 32 wide
+    SteeringVector({0: torch.ones(32)}, {0: 1.0}, {}).save(ws / "layer0.safetensors")
+    for name, extra in (("neutral", "neutral_texts: 99"), ("badpos", "position: middle"),
+                        ("badunit", "unit: furlongs"),
                         ("badtask", "tasks: [arith_mc, gsm8k=missing/test.jsonl]"),
-                        ("badkey", "strenghts: [1.0]"), ("nullstr", "strengths: [.nan]")):
+                        ("badkey", "strenghts: [1.0]"), ("nullstr", "strengths: [.nan]"),
+                        ("memtest", "n_test_memorization: 200")):
         (ws / f"{name}.yaml").write_text(TINY + extra + "\n")
 
 
@@ -106,6 +113,22 @@ CASES: list[tuple[str, list[str], str]] = [
     ("n-null-negative", [*RUN, "--n-null", "-1"], "n_null (--n-null) must be an integer >= 0"),
     ("batch-size-0", [*RUN, "--batch-size", "0"], "batch_size (--batch-size) must be an integer >= 1"),
     ("n-not-int", [*RUN, "--n", "x"], "argument --n: invalid int value: 'x'"),
+    # counts the data cannot meet: refused before extraction, not after minutes of work
+    # (memorization tasks take min(n_test, 64) unless n_test_memorization says otherwise)
+    ("n-test-beyond-split", ["run", "--model", "model", "--config", "memtest.yaml", "--unit", "ppl",
+                             "--strengths", "0.1,0.25,0.5", "--quiet"],
+     "facts_mc: asked for 200 test items but the test split has 92; lower n"),
+    ("n-test-beyond-arith", [*RUN, "--n-test", "5000"], "arith_mc: could not generate 5000 distinct test items"),
+    ("n-dev-beyond-split", [*RUN, "--n-dev", "500"], "facts_mc: asked for 500 dev items"),
+    ("shots-beyond-pool", [*RUN, "--shots", "80"], "few-shot: need 80 examples but the train pool has 69"),
+    ("neutral-beyond-builtin", ["run", "--model", "model", "--config", "neutral.yaml", "--quiet"],
+     "neutral_texts: asked for 99 neutral texts but 16 are built in"),
+    ("contrast-beyond-pool", [*RUN, "--n", "5000"], "fact questions: asked for 5000 but only 178"),
+    # devices that this machine does not have
+    ("device-missing", [*RUN, "--device", "cuda:99"],
+     "device 'cuda:99' is not available: this machine has cpu"),
+    ("extract-device-missing", ["extract", "--model", "model", "--device", "cuda:99", "--out", "v.st"],
+     "is not available"),
     # layers and strengths
     ("layer-out-of-range", [*RUN, "--layers", "3"], "layer 3 is out of range"),
     ("negative-layer-out-of-range", [*RUN, "--layers", "-4"], "layer -4 is out of range"),
@@ -157,6 +180,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("generate-no-vector-file", ["generate", "hi", "--model", "model", "--vector", "none.st",
                                  "--layer", "0"], "vector file not found"),
     ("generate-missing-vector", ["generate", "hi", "--layer", "0"], "required: --vector"),
+    ("generate-width", ["generate", "hi", "--model", "model", "--vector", "narrow.safetensors",
+                        "--layer", "1"], "vector hidden size 16"),
+    ("generate-no-direction", ["generate", "hi", "--model", "model", "--vector", "layer0.safetensors",
+                               "--layer", "1"], "no direction at layer 1"),
+    ("generate-device-missing", ["generate", "hi", "--model", "model", "--vector",
+                                 "existing/vector.safetensors", "--layer", "0", "--device", "cuda:99"],
+     "is not available"),
     # compare: every model checked before the comparison directory is made
     ("compare-one-model", ["compare", "--models", "model"], "at least two"),
     ("compare-unknown-model", ["compare", "--models", "model,no-such-model", "--config", "tiny.yaml"],
@@ -262,3 +292,62 @@ def test_negative_layers_normalised_at_the_config_boundary(ws: Path) -> None:
     with pytest.raises(LinsteerError, match="out of range"):
         validate_config(make_config("quick", ws / "tiny.yaml",
                                     {"model": str(ws / "model"), "layers": (-4,)}))
+
+
+def test_generate_checks_the_vector_before_loading_weights(ws: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Layer range, missing direction and width come from the model's config: no weights load."""
+    import transformers
+
+    import linsteer.generate.side_by_side
+
+    def no_weights(*args: object, **kwargs: object) -> None:
+        raise AssertionError("generate loaded the weights before checking the vector")
+
+    monkeypatch.setattr(linsteer.generate.side_by_side, "load_model", no_weights)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_weights)
+    monkeypatch.chdir(ws)
+    for vector, layer, message in (("existing/vector.safetensors", "7", "out of range"),
+                                   ("narrow.safetensors", "0", "does not match"),
+                                   ("layer0.safetensors", "-1", "no direction at layer -1")):
+        capsys.readouterr()
+        assert main(["generate", "hi", "--model", "model", "--vector", vector, "--layer", layer]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_refused_in_one_line_from_a_real_process(tmp_path: Path) -> None:
+    """No traceback, exit 2, the devices named, and no run directory (nor its config) left."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "linsteer.cli.main", "run", "--device", "cuda",
+                           "--runs", "runs"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("linsteer: error: device 'cuda' is not available: this machine has "
+                                   "cpu; use --device cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hub_client_warnings_do_not_reach_a_refusal(ws: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """A hub id that cannot be reached: the client's retry warnings stay off stderr."""
+    import logging
+    import warnings
+
+    import transformers
+
+    def offline(*args: object, **kwargs: object) -> None:
+        logging.getLogger("huggingface_hub.utils._http").warning(
+            "'[Errno -2] Name or service not known' thrown while requesting HEAD; Retrying in 1s")
+        warnings.warn("hub notice", UserWarning, stacklevel=1)
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    logging.getLogger("huggingface_hub").addHandler(logging.StreamHandler(sys.stderr))
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
+    monkeypatch.chdir(ws)
+    capfd.readouterr()
+    assert main(["run", "--model", "someone/some-model", "--config", "tiny.yaml"]) == 2
+    err = capfd.readouterr().err
+    assert err.splitlines() == ["linsteer: error: cannot load model 'someone/some-model': We couldn't "
+                                "connect to 'https://huggingface.co' to load the files"], err

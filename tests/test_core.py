@@ -376,3 +376,12 @@ def test_conversion_accepts_a_copy_another_process_finished_first(tmp_path: Path
     assert models.converted_gguf(gguf, tmp_path / "cache") == target
     assert (target / "config.json").read_text() == '{"other": true}'
     assert not [p for p in os.listdir(target.parent) if p.startswith(".tmp-")]
+
+
+def test_vector_repr_is_one_line_without_tensors() -> None:
+    lm = arch_lm("llama")
+    vec = random_vector(lm, [0, 1, 2])
+    vec.meta["method"] = "mean_diff"
+    text = repr(vec)
+    assert text == str(vec) == ("SteeringVector(model=tiny-llama, layers 0-2 (3 layers), width 32, "
+                                "method mean_diff, counts a=1, b=1)")

@@ -101,3 +101,36 @@ def test_cli_sweep_ray_redoes_a_run_directory(setup: tuple, tmp_path: Path,
     with ResultStore(run / "results.sqlite") as a, ResultStore(copy / "results.sqlite") as b:
         assert a.dump() == b.dump() and len(a.dump()) > 0
     assert (copy / "tables" / "items.csv").exists()
+
+
+def test_default_config_sweeps_the_scanned_layers_on_every_path(setup: tuple, tmp_path: Path) -> None:
+    """No ``layers:`` (the layer scan on): ``run``, a resumed ``sweep`` and ``sweep --ray`` all
+    steer at the scan's choice (one function, ``run.stages.plan_sweep``), so they store the same rows;
+    the Ray path scans by itself when ``layerscan.json`` is gone."""
+    import shutil
+
+    from linsteer.cli.main import main
+    from linsteer.run.config import make_config, sweep_spec
+    from linsteer.sweep.layerscan import read_scan
+
+    model = str(model_folder(tmp_path / "six", layers=6))
+    config = tmp_path / "default.yaml"
+    config.write_text("contrast: builtin\nn_per_class: 6\nstrengths: [1.0]\nn_null: 1\nn_dev: 4\n"
+                      "n_test: 4\nneutral_texts: 2\nanalysis_layers: 2\ndtype: fp32\nscan_items: 4\n")
+    run = tmp_path / "run"
+    assert main(["run", "--model", model, "--config", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    scan = read_scan(run)
+    assert scan is not None
+    default = sweep_spec(make_config("quick", config), 6).layers
+    assert set(scan.chosen) != set(default)  # the scan decides here, not n/3 and n/2
+    with ResultStore(run / "results.sqlite") as store:
+        reference = store.dump()
+    assert {r[5] for r in reference if len(r) > 5 and r[3] != "baseline"} == set(scan.chosen)
+    for name, argv, drop in (("resumed", [], ()), ("ray", ["--ray", "--workers", "2"], ("layerscan.json",))):
+        copy = tmp_path / name
+        shutil.copytree(run, copy)
+        for file in ("results.sqlite", "results.sqlite-wal", "results.sqlite-shm", *drop):
+            (copy / file).unlink(missing_ok=True)
+        assert main(["sweep", str(copy), *argv, "--quiet"]) == 0
+        with ResultStore(copy / "results.sqlite") as store:
+            assert store.dump() == reference, name

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from linsteer.errors import LinsteerError
 
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
@@ -43,9 +45,28 @@ def at_least(value: int, minimum: int, name: str) -> None:
         raise LinsteerError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def available_devices() -> list[str]:
+    """The devices this machine has: ``cpu``, then ``cuda:0..`` and ``mps`` where present."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
 def check_device(device: str | None) -> None:
-    if device is not None and not _DEVICE.match(device):
+    """A device name that exists here (None: the default, cuda when available, else cpu)."""
+    if device is None:
+        return
+    if not _DEVICE.match(device):
         raise LinsteerError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    have = available_devices()
+    wanted = "cuda:0" if device == "cuda" else device
+    if wanted not in have:
+        raise LinsteerError(f"device {device!r} is not available: this machine has {', '.join(have)}; "
+                            f"use --device {have[-1]}")
 
 
 def check_writable_path(path: Path, what: str, *, directory: bool) -> None:

@@ -114,3 +114,16 @@ def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata
     header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)  # the data section stays 8-byte aligned
     return atomic_write(path, struct.pack("<Q", len(header)) + header + data[8 + size:])
+
+
+def write_failure(exc: BaseException) -> str:
+    """One line for a file or store operation the system refused (full disk, read-only
+    directory, no permission): what failed and that the same command resumes once it is fixed."""
+    if isinstance(exc, OSError):
+        what = exc.strerror or str(exc) or type(exc).__name__
+        where = f"{exc.filename}: " if exc.filename else ""
+        text = f"{where}{what}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return (f"{text}; free space or make the run directory writable, then run the same command "
+            "again: finished work is kept and it resumes where it stopped")

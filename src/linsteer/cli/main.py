@@ -8,11 +8,12 @@ those modules imports back into the CLI, so these late imports dodge no cycle.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from transformers.utils import logging as hf_logging
 
@@ -20,13 +21,19 @@ from linsteer.checks import at_least, check_device, finite, parse_floats
 from linsteer.cli.interop import add_ray_options, register
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import parse_position
+from linsteer.extract.vector import SteeringVector
+from linsteer.io import write_failure
 from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
 from linsteer.run.config import RunConfig, make_config
+from linsteer.run.lock import run_lock
 from linsteer.run.rundir import choose_run_dir, is_finished
-from linsteer.run.validate import validate_config
+from linsteer.run.validate import check_vector_for_model, validate_config
 from linsteer.version import __version__
+
+if TYPE_CHECKING:
+    from linsteer.run.stages import Run
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -76,10 +83,16 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from linsteer.run.stages import run_all
 
     config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
+    with run_lock(run_dir):  # a second writer is refused before it says anything
+        return _run(args, config, run_dir, resumed)
+
+
+def _run(args: argparse.Namespace, config: RunConfig, run_dir: Path, resumed: bool) -> int:
+    from linsteer.run.stages import run_all
+
     if not resumed:
         start = f"run directory {run_dir} (if interrupted, the same command resumes it)"
     elif is_finished(run_dir):
@@ -94,15 +107,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_stage(args: argparse.Namespace) -> int:
     """extract-into-run / sweep / analyze / report over an existing run directory."""
-    from linsteer.run.stages import Run, stage_report, stage_sweep
+    from linsteer.run.stages import Run
 
     run_dir = Path(args.run_dir)
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise LinsteerError(f"{run_dir} is not a run directory (no config.yaml); start one with linsteer run")
     config = validate_config(make_config("quick", config_file))
-    say = _say(args.quiet)
-    run = Run(run_dir, config, say, progress=not args.quiet)
+    with run_lock(run_dir):  # one writer per run directory
+        return _stage(args, Run(run_dir, config, _say(args.quiet), progress=not args.quiet))
+
+
+def _stage(args: argparse.Namespace, run: Run) -> int:
+    from linsteer.run.stages import stage_report, stage_sweep
+
+    run_dir, config, say = run.dir, run.config, run.say
     acts, vector = run.extracted()
     if args.stage == "analyze":
         from linsteer.report.content import analysis_figures
@@ -152,6 +171,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     check_device(args.device)
     if not Path(args.vector).is_file():
         raise LinsteerError(f"vector file not found: {args.vector}")
+    # the vector against the model's config (layer range, width) before any weights load
+    check_vector_for_model(SteeringVector.load(Path(args.vector)), args.model, args.layer,
+                           args.trust_remote_code)
     print(side_by_side(args.prompt, vector=Path(args.vector), model=args.model, layer=args.layer,
                        strength=args.strength, operator=args.operator, unit=args.unit,
                        max_new_tokens=args.max_new_tokens, dtype=args.dtype, device=args.device,
@@ -308,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"linsteer: error: {message}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.OperationalError) as exc:  # a write the system refused, mid-work
+        print(f"linsteer: error: {' '.join(write_failure(exc).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("linsteer: interrupted", file=sys.stderr)
         return 130

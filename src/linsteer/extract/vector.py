@@ -35,6 +35,14 @@ class SteeringVector:
         if len(sizes) > 1:
             raise LinsteerError(f"directions of different sizes in one vector: {sorted(sizes)}")
 
+    def __repr__(self) -> str:
+        """One line: model, layers, width, method and class counts (never the tensors)."""
+        counts = ", ".join(f"{k}={v}" for k, v in self.counts.items()) or "none"
+        width = self.hidden_size if self.directions else 0
+        return (f"SteeringVector(model={self.meta.get('model', 'unknown')}, layers "
+                f"{_layer_text(self.layers)}, width {width}, method {self.meta.get('method', 'unknown')}, "
+                f"counts {counts})")
+
     @property
     def layers(self) -> list[int]:
         return sorted(self.directions)

@@ -2,7 +2,9 @@
 
 Prompts are left-padded with explicit ``position_ids`` (``cumsum(mask) - 1``) so padded rows match
 unpadded ones. Models whose forward takes no ``position_ids`` (e.g. RWKV, which ignores the
-attention mask) are never padded: rows are batched only with rows of equal length.
+attention mask) and every model :func:`~linsteer.model.layers.is_recurrent` names (Mamba, hybrid
+stacks such as Jamba: a pad token would enter an SSM state) are never padded: rows are batched
+only with rows of equal length.
 
 ``on_batch``: called immediately before every model forward (once before ``model.generate`` for a
 generation batch) with the input-item index of each row of that forward, in row order. A steering
@@ -22,6 +24,7 @@ from torch import nn
 
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import batches_by_length, left_pad
+from linsteer.model.layers import is_recurrent
 
 OnBatch = Callable[[Sequence[int]], None]
 
@@ -198,7 +201,7 @@ def generate_answers(
     if do_sample:
         config_kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
     gen_config = GenerationConfig(**config_kwargs)
-    padless = "position_ids" not in _forward_params(model)
+    padless = "position_ids" not in _forward_params(model) or is_recurrent(model)
     device = _device(model)
     results: list[GenerationOutput | None] = [None] * len(prompts)
     rng = _rng_context(model) if do_sample else nullcontext()

@@ -8,8 +8,18 @@ our last layer does not. The token embeddings (HF ``hidden_states[0]``) are a se
 named ``"embeddings"``; they are never called layer ``-1``.
 
 Blocks are found generically, not from a table of paths: the decoder stack is the
-``nn.ModuleList`` whose length equals the config's layer count and whose children share one
-class. An explicit dotted path overrides the search.
+``nn.ModuleList`` whose length equals the config's layer count. Its children may differ in class
+(hybrid stacks: Jamba, Bamba, Granite 4, Falcon-H1, Zamba2, Nemotron-H, Qwen3-Next, LFM2 mix
+attention, state-space, linear-attention and convolution blocks); among several lists of that
+length the one holding the most parameters wins. An explicit dotted path overrides the search.
+
+Batching rule (:func:`is_recurrent`): a model with any recurrent, state-space or convolution block
+(a pure one such as Mamba or RWKV, or a hybrid) is batched only with prompts of equal length and
+no padding. That is exact by construction: no pad token ever enters a recurrence, a convolution
+window or an SSM state, and without padding the default causal mask and positions are the ones
+the prompt has alone. (Left padding with the padding zeroed, as transformers does in some hybrid
+blocks, would be exact for the SSM state only where every block zeroes it; equal lengths do not
+depend on that.)
 """
 
 from __future__ import annotations
@@ -28,6 +38,15 @@ LAYER_CONVENTION = "block_output:L=hf_hidden_states[L+1]"
 # Recurrent architectures have no attention mask: a padded row would feed pad tokens through the
 # recurrence, so prompts are only batched with others of the same length.
 RECURRENT_MODEL_TYPES = frozenset({"rwkv", "mamba", "mamba2", "falcon_mamba", "xlstm"})
+# Hybrid stacks: some blocks carry a recurrent / state-space / convolution state (same rule).
+HYBRID_MODEL_TYPES = frozenset({
+    "jamba", "bamba", "granitemoehybrid", "falcon_h1", "zamba", "zamba2", "nemotron_h", "qwen3_next",
+    "lfm2", "lfm2_moe", "lfm2_vl", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text",
+    "kimi_linear", "minimax", "plamo2", "falcon_mamba", "recurrent_gemma",
+})
+# Config fields that list the kind of each block; a kind naming one of these words is stateful.
+_LAYER_KIND_FIELDS = ("layer_types", "layers_block_type")
+_STATEFUL_WORDS = ("mamba", "linear", "conv", "ssm", "recurrent", "rwkv", "deltanet")
 
 
 @dataclass(frozen=True)
@@ -55,12 +74,17 @@ def _config_layer_count(model: nn.Module) -> int | None:
     return None
 
 
+def _n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 def find_blocks(model: nn.Module, path: str | None = None) -> Blocks:
     """Return the decoder blocks of ``model``.
 
     ``path`` (e.g. ``"model.layers"``) overrides the search. Without it, the stack is the
-    ``ModuleList`` of homogeneous children whose length matches the config's layer count; when no
-    config says, the longest homogeneous ``ModuleList`` wins.
+    ``ModuleList`` (children of one class or, in a hybrid, several) whose length matches the
+    config's layer count, the one with the most parameters when several do; when no config says,
+    the longest homogeneous ``ModuleList`` wins.
     """
     if path is not None:
         module: nn.Module = model
@@ -73,18 +97,16 @@ def find_blocks(model: nn.Module, path: str | None = None) -> Blocks:
         return Blocks(path, module)
 
     want = _config_layer_count(model)
-    candidates: list[tuple[str, nn.ModuleList]] = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.ModuleList) and len(mod) > 0:
-            kinds = {type(child) for child in mod}
-            if len(kinds) == 1:
-                candidates.append((name, mod))
+    lists = [(name, mod) for name, mod in model.named_modules()
+             if isinstance(mod, nn.ModuleList) and len(mod) > 0]
     if want is not None:
-        matching = [c for c in candidates if len(c[1]) == want]
+        matching = [c for c in lists if len(c[1]) == want]
         if matching:
-            # The outermost match: a nested list of the same length (rare) is a sub-part.
-            name, mod = min(matching, key=lambda c: c[0].count("."))
+            # The list holding the most weights (the stack, not a per-layer list of norms or
+            # adapters), then the outermost: a nested list of the same length is a sub-part.
+            name, mod = max(matching, key=lambda c: (_n_params(c[1]), -c[0].count(".")))
             return Blocks(name, mod)
+    candidates = [c for c in lists if len({type(child) for child in c[1]}) == 1]
     if not candidates:
         raise LinsteerError(
             f"cannot find the decoder blocks of {type(model).__name__}; "
@@ -135,9 +157,24 @@ def with_hidden(output: object, hidden: torch.Tensor) -> object:
 
 
 def is_recurrent(model: nn.Module) -> bool:
-    """True for models without an attention mask (RWKV, Mamba): no padding may be used."""
-    model_type = getattr(getattr(model, "config", None), "model_type", "")
-    return model_type in RECURRENT_MODEL_TYPES
+    """True when no padding may be used: models without an attention mask (RWKV, Mamba) and hybrid
+    stacks with any recurrent, state-space or convolution block (batched with equal lengths only;
+    see the module docstring for why that is exact)."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", "")
+    if model_type in RECURRENT_MODEL_TYPES or model_type in HYBRID_MODEL_TYPES:
+        return True
+    text_config = getattr(config, "get_text_config", None)
+    if callable(text_config):
+        config = text_config()
+        if getattr(config, "model_type", "") in RECURRENT_MODEL_TYPES | HYBRID_MODEL_TYPES:
+            return True
+    for field in _LAYER_KIND_FIELDS:
+        kinds = getattr(config, field, None)
+        if isinstance(kinds, (list, tuple)) and any(
+                isinstance(k, str) and any(w in k.lower() for w in _STATEFUL_WORDS) for k in kinds):
+            return True
+    return False
 
 
 def parse_layers(text: str | None, option: str = "--layers") -> list[int] | None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -265,6 +268,38 @@ def resolve_source(spec: str, cache: Path) -> tuple[str, str | None]:
     )
 
 
+@contextmanager
+def quiet_hub() -> Iterator[None]:
+    """Keep the hub client's retry and connection warnings off stderr: a failure becomes one
+    :class:`LinsteerError` line instead."""
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "urllib3", "filelock")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def model_config(spec: str, trust_remote_code: bool = False) -> Any:
+    """A model's (text) config only, without its weights; one line when it cannot be read."""
+    from transformers import AutoConfig
+
+    if not spec:
+        raise LinsteerError("no model given; use a built-in name, a hub id, a folder or a .gguf file")
+    source, _ = resolve_source(spec, cache_dir())
+    try:
+        with quiet_hub(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # third-party notices: the one line below says it
+            config: Any = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LinsteerError(f"cannot load model {spec!r}: {first}") from exc
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def prepare_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
     """Left padding (so the last prompt token sits at index -1) and a pad token."""
     tok = tokenizer
@@ -297,10 +332,11 @@ def load_model(
         offload = cache_dir() / "offload" / hashlib.sha256(source.encode()).hexdigest()[:16]
         split = {"device_map": device_map, "offload_folder": str(offload)}
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **split
-        )
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        with quiet_hub():
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **split
+            )
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LinsteerError(f"cannot load model {spec!r}: {first}") from exc

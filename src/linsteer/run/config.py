@@ -152,8 +152,9 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
     return config
 
 
-def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
-    layers = config.layers or tuple(sorted({n_layers // 3, n_layers // 2}))
+def task_specs(config: RunConfig) -> tuple[TaskSpec, ...]:
+    """The run's tasks as the sweep evaluates them (the one place item counts per task are set:
+    memorization tasks get ``n_test_memorization``, else at most MEMORIZATION_N_TEST)."""
     specs = []
     for t in config.tasks:
         generative = is_generative(t)
@@ -163,7 +164,12 @@ def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
         specs.append(TaskSpec(t, task_role(t), config.n_dev, n_test, config.shots,
                               config.gen_format if generative else config.task_format, config.seed,
                               config.max_new_tokens))
-    tasks = tuple(specs)
+    return tuple(specs)
+
+
+def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
+    layers = config.layers or tuple(sorted({n_layers // 3, n_layers // 2}))
+    tasks = task_specs(config)
     return SweepSpec(layers=layers, strengths=config.strengths, operators=config.operators,
                      unit=config.unit, tasks=tasks, neutral_texts=config.neutral_texts,
                      batch_size=config.batch_size)

@@ -29,8 +29,9 @@ from linsteer.errors import LinsteerError
 from linsteer.extract.controls import Control
 from linsteer.model.load import load_model
 from linsteer.results.table import summarize
-from linsteer.run.config import make_config, sweep_spec
-from linsteer.run.stages import Run, save_controls, sweep_controls
+from linsteer.run.config import make_config
+from linsteer.run.lock import run_lock
+from linsteer.run.stages import Run, plan_sweep, save_controls
 from linsteer.score.records import ItemResult
 from linsteer.steer.setting import SettingKey
 from linsteer.sweep.run import SweepSpec, run_sweep
@@ -238,12 +239,13 @@ def stage_sweep_ray(run_dir: str | Path, say: Say, *, address: str | None = None
     if not (run_dir / "config.yaml").exists():
         raise LinsteerError(f"{run_dir} is not a run directory (no config.yaml); start one with linsteer run")
     config = make_config("quick", run_dir / "config.yaml")
-    run = Run(run_dir, config, say, progress)
-    acts, vector = run.extracted()
-    controls = sweep_controls(config, acts, vector)
-    n_layers = int(vector.meta["n_layers"]) if "n_layers" in vector.meta else (
-        run.lm.n_layers if run.lm is not None else len(acts.layers))
-    spec = sweep_spec(config, n_layers)
+    with run_lock(run_dir):  # the driver is the run directory's one writer
+        return _sweep_ray_locked(Run(run_dir, config, say, progress), address, workers)
+
+
+def _sweep_ray_locked(run: Run, address: str | None, workers: int | None) -> RayReport:
+    run_dir, config, say = run.dir, run.config, run.say
+    controls, spec = plan_sweep(run)  # the sweep `linsteer run` runs, layer scan included
     with ResultStore(store_path(run_dir)) as store:
         report = run_sweep_ray(config.model, controls, spec, store, dtype=config.dtype,
                                device=config.device, address=address, workers=workers,

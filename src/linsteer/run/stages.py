@@ -35,11 +35,12 @@ from linsteer.results.selection import headline_from_rows
 from linsteer.results.table import CellRow, Row, summarize
 from linsteer.run.alternatives import read_alternatives, stage_alternatives
 from linsteer.run.config import RunConfig, sweep_spec
+from linsteer.run.lock import run_lock
 from linsteer.run.rundir import config_text, differing_keys
-from linsteer.run.validate import validate_config
+from linsteer.run.validate import model_n_layers, validate_config
 from linsteer.steer.setting import SettingKey, strengths_label
-from linsteer.sweep.layerscan import read_scan, stage_scan
-from linsteer.sweep.run import flops_per_token, run_sweep
+from linsteer.sweep.layerscan import read_scan, scan_task, stage_scan
+from linsteer.sweep.run import SweepSpec, flops_per_token, run_sweep
 from linsteer.sweep.store import ResultStore, store_path
 from linsteer.sweep.tasks import task_role
 from linsteer.version import __version__
@@ -185,10 +186,34 @@ def save_controls(run_dir: Path, controls: Sequence[Control]) -> None:
                [{"kind": c.kind, "seed": c.seed, "cos_to_real": c.cos_to_real} for c in controls], indent=1)
 
 
+def plan_sweep(run: Run) -> tuple[list[Control], SweepSpec]:
+    """The one definition of a run's sweep, for the single-process, resumed and Ray paths alike:
+    the controls of the run's vector and the grid of its config, at the config's layers, else the
+    layer scan's choice (read back from ``layerscan.json``, or scanned now with the model), else
+    the defaults of :func:`~linsteer.run.config.sweep_spec`. The model is loaded only to scan."""
+    cfg = run.config
+    acts, vector = run.extracted()
+    controls = sweep_controls(cfg, acts, vector)
+    n_layers = run.lm.n_layers if run.lm is not None else model_n_layers(cfg.model)
+    spec = sweep_spec(cfg, n_layers)
+    if cfg.layers is None and cfg.scan_top > 0:  # in every unit, damage units calibrated per layer
+        scan = read_scan(run.dir)
+        if scan is not None:
+            chosen: tuple[int, ...] | None = scan.chosen
+        elif scan_task(spec.tasks) is None:
+            chosen = None
+        else:
+            chosen = stage_scan(run.dir, load(run), controls, spec.tasks, strengths=cfg.scan_strengths,
+                                unit=spec.unit, top=cfg.scan_top, batch_size=spec.batch_size,
+                                say=run.say, n_items=cfg.scan_items)
+        spec = replace(spec, layers=chosen or spec.layers)
+    return controls, spec
+
+
 def stage_sweep(run: Run) -> None:
     """Every condition with its controls on every task split (``results.sqlite``, ``tables/``)."""
     say = run.say
-    acts, vector = run.extracted()
+    run.extracted()
     with ResultStore(store_path(run.dir)) as store:
         done = store.get_meta("sweep_complete") == _config_json(run.config)
         if done and (run.dir / "controls.json").exists():  # finished: no need for the model
@@ -196,13 +221,7 @@ def stage_sweep(run: Run) -> None:
             run.rows = summarize(store)
             return
     lm = load(run)
-    spec = sweep_spec(run.config, lm.n_layers)
-    controls = sweep_controls(run.config, acts, vector)
-    if run.config.layers is None and run.config.scan_top > 0:
-        chosen = stage_scan(run.dir, lm, controls, spec.tasks, strengths=run.config.scan_strengths,
-                            unit=spec.unit, top=run.config.scan_top, batch_size=spec.batch_size, say=say,
-                            n_items=run.config.scan_items)
-        spec = replace(spec, layers=chosen or spec.layers)
+    controls, spec = plan_sweep(run)
     with ResultStore(store_path(run.dir)) as store:
         store.check_settings(run.settings(lm.fingerprint))
         start = time.perf_counter()
@@ -221,11 +240,12 @@ def _config_json(config: RunConfig) -> str:
 def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
     """The whole pipeline into ``run_dir``; returns the report's path."""
     run = Run(run_dir, validate_config(config), say, progress)  # idempotent: the CLI checked it
-    run.save_config()
-    t0 = time.perf_counter()
-    for stage in STAGES:
-        stage(run)
-    say(f"total {time.perf_counter() - t0:.1f}s")
+    with run_lock(run_dir):  # one writer per run directory
+        run.save_config()
+        t0 = time.perf_counter()
+        for stage in STAGES:
+            stage(run)
+        say(f"total {time.perf_counter() - t0:.1f}s")
     assert run.report is not None
     return run.report
 

@@ -11,23 +11,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from linsteer.checks import at_least, check_device, finite
 from linsteer.errors import LinsteerError
 from linsteer.extract.methods import METHODS
 from linsteer.extract.read import parse_position
-from linsteer.model.layers import check_layers
-from linsteer.model.load import cache_dir, parse_dtype, resolve_source
+from linsteer.extract.vector import SteeringVector, check_compatible
+from linsteer.model.layers import check_layers, resolve_layer
+from linsteer.model.load import model_config, parse_dtype
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.run.config import RunConfig, task_specs
+from linsteer.score.neutral import available_neutral_texts
 from linsteer.steer.operators import check_operator
 from linsteer.steer.setting import UNITS
 from linsteer.sweep.tasks import task_role
-
-if TYPE_CHECKING:
-    from linsteer.run.config import RunConfig
-
 
 MIN_PER_CLASS = 5  # the report's separability uses 5-fold cross-validation
 
@@ -48,18 +46,7 @@ MIN_PER_CLASS = 5  # the report's separability uses 5-fold cross-validation
 
 def model_n_layers(spec: str, trust_remote_code: bool = False) -> int:
     """The decoder-layer count of a model, from its config only (the weights are not loaded)."""
-    from transformers import AutoConfig
-
-
-    if not spec:
-        raise LinsteerError("no model given; use a built-in name, a hub id, a folder or a .gguf file")
-    source, _ = resolve_source(spec, cache_dir())
-    try:
-        config: Any = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise LinsteerError(f"cannot load model {spec!r}: {first}") from exc
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = model_config(spec, trust_remote_code)
     for attr in ("num_hidden_layers", "n_layer", "num_layers"):
         value = getattr(text, attr, None)
         if isinstance(value, int) and value > 0:
@@ -67,6 +54,28 @@ def model_n_layers(spec: str, trust_remote_code: bool = False) -> int:
     raise LinsteerError(f"cannot tell the number of layers of {spec!r} from its config")
 
 
+def model_hidden_size(spec: str, trust_remote_code: bool = False) -> int | None:
+    """The residual-stream width from a model's config (None when the config does not say)."""
+    text = model_config(spec, trust_remote_code)
+    for attr in ("hidden_size", "n_embd", "d_model"):
+        value = getattr(text, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_vector_for_model(vector: SteeringVector, spec: str, layer: int,
+                           trust_remote_code: bool = False) -> None:
+    """Before any weights are loaded: the model has ``layer``, the vector has a direction there,
+    and its width is the model's (from the model's config)."""
+    n_layers = model_n_layers(spec, trust_remote_code)
+    index = resolve_layer(layer, n_layers)
+    if index not in vector.layers:
+        raise LinsteerError(f"the vector has no direction at layer {layer}; it has layers "
+                            f"{', '.join(map(str, vector.layers))}")
+    width = model_hidden_size(spec, trust_remote_code)
+    if width is not None:
+        check_compatible(vector, width, spec)
 
 
 def _check_names(values: Sequence[str], known: Sequence[str], name: str) -> None:
@@ -120,6 +129,26 @@ def check_damage(config: RunConfig) -> None:
         at_least(config.n_test_memorization, 1, "n_test_memorization")
 
 
+def check_task_counts(config: RunConfig) -> None:
+    """Every task split holds the items the run asks for (``n_dev``, ``n_test``, and the few-shot
+    pool ``shots`` draws from), and there is the neutral text asked for: built by the same
+    functions the sweep uses, so a count that cannot be met is refused before any work."""
+    for task in task_specs(config):
+        name, generative = task.name, task.generative
+        for split, want, option in (("dev", task.n_dev, "--n-dev"), ("test", task.n_test, "--n-test")):
+            if not generative:
+                task.items(split)  # refuses a split or few-shot pool that is too small
+                continue
+            have = len(task.gen_items(split))
+            if have < want:
+                raise LinsteerError(f"{name.partition('=')[0]}: asked for {want} {split} items but the "
+                                    f"{split} split has {have}; lower n ({option})")
+    have = available_neutral_texts()
+    if config.neutral_texts > have:
+        raise LinsteerError(f"neutral_texts: asked for {config.neutral_texts} neutral texts but "
+                            f"{have} are built in; use at most {have}")
+
+
 def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> RunConfig:
     """Check every key of a run configuration; return it with its layers normalised."""
 
@@ -149,7 +178,8 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     parse_dtype(config.dtype, "cpu")
     check_device(config.device)
     _check_tasks(config.tasks)
-    contrast_from_spec(config.contrast, config.n_per_class, config.seed)
+    contrast_from_spec(config.contrast, config.n_per_class, config.seed)  # prompts per class
+    check_task_counts(config)
     n_layers = model_n_layers(config.model, trust_remote_code)
     layers = None if config.layers is None else tuple(check_layers(config.layers, n_layers))
     return replace(config, layers=layers)

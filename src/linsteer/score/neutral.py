@@ -15,10 +15,18 @@ from linsteer.score.replay import Replayer
 from linsteer.steer.setting import Setting
 
 
+def _all_neutral_texts() -> list[str]:
+    texts: list[str] = json.loads(files("linsteer").joinpath("data/neutral.json").read_text())["texts"]
+    return texts
+
+
+def available_neutral_texts() -> int:
+    """How many built-in neutral texts there are (``neutral_texts`` asks for at most this many)."""
+    return len(_all_neutral_texts())
+
+
 def neutral_texts(n: int) -> list[str]:
-    data = json.loads(files("linsteer").joinpath("data/neutral.json").read_text())
-    texts: list[str] = data["texts"]
-    return texts[: max(1, n)]
+    return _all_neutral_texts()[: max(1, n)]
 
 
 @dataclass

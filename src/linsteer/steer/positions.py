@@ -61,7 +61,11 @@ def past_length(args: tuple[Any, ...], kwargs: dict[str, Any], length: int, tota
     if isinstance(mask, torch.Tensor) and mask.dim() == 2:
         return int(mask.shape[1]) - length
     if cache is not None and hasattr(cache, "get_seq_length"):
-        return int(cache.get_seq_length())
+        try:
+            return int(cache.get_seq_length())
+        except ValueError:  # only state-space / linear-attention layers: no sequence length kept
+            previous = getattr(cache, "has_previous_state", None)
+            return total if callable(previous) and previous() else 0
     if isinstance(cache_position, torch.Tensor) and cache_position.numel() > 0:
         return int(cache_position.reshape(-1)[0])
     if kwargs.get("state") is not None:  # RWKV-style recurrent state

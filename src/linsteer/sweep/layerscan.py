@@ -160,6 +160,11 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
                      tuple(sorted(best)), scan.seconds, tuple(half_best))
 
 
+def scan_task(tasks: Sequence[TaskSpec]) -> TaskSpec | None:
+    """The task the layer scan runs on: the first multiple-choice reasoning task (None: none)."""
+    return next((t for t in tasks if t.role == "reasoning" and not t.generative), None)
+
+
 def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], tasks: Sequence[TaskSpec],
                *, strengths: Sequence[float], unit: str, top: int, batch_size: int,
                say: Callable[[str], None], n_items: int | None = None) -> tuple[int, ...] | None:
@@ -170,7 +175,7 @@ def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], task
     path = Path(run_dir) / SCAN_FILE
     if path.exists():
         return LayerScan.from_json(json.loads(path.read_text())).chosen
-    task = next((t for t in tasks if t.role == "reasoning" and not t.generative), None)
+    task = scan_task(tasks)
     if task is None:
         say("layer scan: no multiple-choice reasoning task; steering at the configured layers")
         return None
