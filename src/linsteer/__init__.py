@@ -25,6 +25,7 @@ from linsteer.prompts.contrast import builtin_contrast
 from linsteer.prompts.items import ContrastSet
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.steer.hooks import Steer, apply_steering, steering
+from linsteer.steer.lirefs import lirefs_intervention
 from linsteer.steer.setting import Setting
 from linsteer.version import __version__
 
@@ -43,6 +44,7 @@ __all__ = [
     "contrast_from_spec",
     "extract",
     "load_benchmark",
+    "lirefs_intervention",
     "load_model",
     "read_activations",
     "steering",
