@@ -92,6 +92,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from linsteer.run.audit import check_audit, run_audit
+
+    overrides = _run_overrides(args) | {"task_format": {"mc": "seed_mc", "generate": "seed_cot"}.get(
+        args.scoring) if args.scoring else None, "max_new_tokens": args.max_new_tokens}
+    config = check_audit(make_config(args.preset, args.config, overrides))
+    run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
+    done = (run_dir / "audit.json").exists()
+    start = ("already finished; reusing it" if done else "resuming it" if resumed
+             else "if interrupted, the same command resumes it")
+    print(f"linsteer: audit run directory {run_dir} ({start})", file=sys.stderr, flush=True)
+    out = run_dir / "audit.json" if done else run_audit(config, run_dir, _say(args.quiet),
+                                                         progress=not args.quiet)
+    print((run_dir / "audit.md").read_text() if (run_dir / "audit.md").exists() else out)
+    return 0
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
     """extract-into-run / sweep / analyze / report over an existing run directory."""
     from linsteer.run.stages import Run, stage_report, stage_sweep
@@ -161,7 +178,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _sweep_options(p: argparse.ArgumentParser) -> None:
 
-    p.add_argument("--preset", default="quick", choices=["quick", "paper", "compare"],
+    p.add_argument("--preset", default="quick", choices=["quick", "paper", "seed", "compare"],
                    help="quick: the default model on built-in data, <= 10 min on 2 CPU cores; "
                         "paper: Hong et al.'s settings (MMLU-Pro contrast, projection scaling), for GPUs")
     p.add_argument("--config", default=None,
@@ -249,6 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(model=None, dtype=None)
     _sweep_options(run)
     run.set_defaults(handler=cmd_run)
+
+    aud = sub.add_parser("audit", help="the seed's experiment as published, then one flaw fixed at a time",
+                         description="Replays the seed's protocol (its intervention on every block, "
+                                     "its MMLU-Pro evaluation) on one model, then fixes one flaw at a "
+                                     "time; writes audit.json and audit.md in the run directory.")
+    _model_args(aud)
+    aud.set_defaults(model=None, dtype=None)
+    _sweep_options(aud)
+    aud.set_defaults(preset="seed")
+    aud.add_argument("--scoring", default=None, choices=["mc", "generate"],
+                     help="generate: greedy answers read with the seed's regex (the preset); "
+                          "mc: score the letters after 'The answer is (' (fits a CPU)")
+    aud.add_argument("--max-new-tokens", type=int, default=None, help="generated tokens per answer")
+    aud.set_defaults(handler=cmd_audit)
 
     for name, text in (("analyze", "PCA, separability and cosine figures of a run's activations"),
                        ("sweep", "the steering sweep of a run (resumes where it stopped)"),

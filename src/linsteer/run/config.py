@@ -65,10 +65,21 @@ PRESETS: dict[str, RunConfig] = {
                        tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
                        gen_format="gsm8k_cot_8shot", max_new_tokens=256,
                        shots=3, neutral_texts=16, analysis_layers=12),
+    # The seed post's experiment (Hong et al.'s released code, run on the fork): Llama-3.2-1B base
+    # (siblings: SEED_FAMILY), the direction from an MMLU-Pro pool, their intervention on every
+    # block (operator lirefs, alpha 0.1), their MMLU-Pro 5-shot CoT evaluation, 200 new tokens.
+    "seed": RunConfig(model="meta-llama/Llama-3.2-1B", contrast="mmlu_pro=data/mmlu_pro/test.jsonl",
+                      n_per_class=200, operators=("lirefs",), unit="raw", strengths=(0.1,),
+                      n_null=5, n_dev=100, n_test=100, shots=5, task_format="seed_cot",
+                      max_new_tokens=200, batch_size=8),
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
     "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1,
                          neutral_texts=2, analysis_layers=6, batch_size=8),
 }
+
+
+SEED_FAMILY = ("base=meta-llama/Llama-3.2-1B,instruct=meta-llama/Llama-3.2-1B-Instruct,"
+               "reasoning=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")  # the post's trio
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
