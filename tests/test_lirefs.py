@@ -136,17 +136,61 @@ def test_lirefs_hooks_removed_after_an_exception_and_bad_input_refused() -> None
     vec, inputs = _vector(lm), _inputs(lm)
     with torch.no_grad():
         plain = lm.model(**inputs).logits
-        with pytest.raises(RuntimeError, match="boom"):
-            with ls.lirefs_intervention(lm, vec, layer=1, scale=0.5):
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError, match="boom"), ls.lirefs_intervention(lm, vec, layer=1,
+                                                                              scale=0.5):
+            raise RuntimeError("boom")
         assert torch.equal(lm.model(**inputs).logits, plain)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in lm.model.modules())
-    with pytest.raises(LinsteerError, match="positions"):
-        with ls.lirefs_intervention(lm, vec, layer=1, positions="prompt"):
-            pass
-    with pytest.raises(LinsteerError, match="layer="):
-        with ls.lirefs_intervention(lm, vec):
-            pass
-    with pytest.raises(LinsteerError, match="zero"):
-        with ls.lirefs_intervention(lm, torch.zeros(lm.hidden_size)):
-            pass
+    with pytest.raises(LinsteerError, match="positions"), \
+            ls.lirefs_intervention(lm, vec, layer=1, positions="prompt"):
+        pass
+    with pytest.raises(LinsteerError, match="layer="), ls.lirefs_intervention(lm, vec):
+        pass
+    with pytest.raises(LinsteerError, match="zero"), \
+            ls.lirefs_intervention(lm, torch.zeros(lm.hidden_size)):
+        pass
+
+
+@pytest.mark.parametrize("engine", ["auto", "rows", "full"])
+def test_lirefs_setting_scores_as_the_context_manager_in_every_engine(engine: str) -> None:
+    from linsteer.extract.read import left_pad, tokenize
+    from linsteer.score.replay import Replayer
+    from linsteer.steer.setting import LIREFS, Setting
+
+    lm = arch_lm("llama", seed=4)
+    vec = _vector(lm, seed=7)
+    batch = left_pad(tokenize(lm, ["Q: 2 + 3?\nA:", "Hello there"]), 0)
+    settings = [Setting(vec, 1, LIREFS, 1.5), Setting(vec, 2, "add", 2.0), Setting(vec, 0, LIREFS, -0.5)]
+
+    def scorer(logits: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(logits, dim=-1)
+
+    base, per = Replayer(lm, engine=engine).run(batch, settings, 2, scorer)  # type: ignore[arg-type]
+    kwargs = dict(batch.model_kwargs(lm), use_cache=False)
+    with torch.no_grad():
+        plain = scorer(lm.model(**kwargs).logits[:, -2:].float())
+        for s, got in zip(settings, per, strict=True):
+            if s.operator == LIREFS:
+                with ls.lirefs_intervention(lm, vec, layer=s.layer, scale=s.strength):
+                    want = scorer(lm.model(**kwargs).logits[:, -2:].float())
+            else:
+                with ls.steering(lm, ls.Steer(vec, (s.layer,), "add", s.strength)):
+                    want = scorer(lm.model(**kwargs).logits[:, -2:].float())
+            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(base, plain, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(per[0], plain, atol=1e-3)
+    assert "every block" in settings[0].label
+
+
+def test_lirefs_is_a_sweep_operator_with_null_controls() -> None:
+    from linsteer.extract.controls import Control
+    from linsteer.sweep.run import SweepSpec, conditions
+
+    lm = arch_lm("llama")
+    real, null = _vector(lm, 1), _vector(lm, 2)
+    controls = [Control("real", 0, real, {}), Control("null", 0, null, {}), Control("null", 1, null, {})]
+    spec = SweepSpec(layers=(1,), strengths=(0.1,), operators=("lirefs",), unit="raw")
+    got = conditions(spec, controls, lm.n_layers)
+    assert [(s.kind, s.operator, s.key.operator) for s in got] == [
+        ("real", "lirefs", "lirefs"), ("null", "lirefs", "lirefs"), ("null", "lirefs", "lirefs")]
+    assert len({s.key for s in got}) == 3  # a condition with its own key

@@ -23,7 +23,7 @@ from linsteer.extract.read import parse_position
 from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
-from linsteer.run.config import RunConfig, make_config
+from linsteer.run.config import RunConfig, make_config, with_data
 from linsteer.run.rundir import choose_run_dir, is_finished
 from linsteer.run.validate import validate_config
 from linsteer.version import __version__
@@ -78,7 +78,8 @@ def _say(quiet: bool) -> Callable[[str], None]:
 def cmd_run(args: argparse.Namespace) -> int:
     from linsteer.run.stages import run_all
 
-    config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
+    config = make_config(args.preset, args.config, _run_overrides(args))
+    config = validate_config(with_data(config, args.preset))
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
     if not resumed:
         start = f"run directory {run_dir} (if interrupted, the same command resumes it)"
@@ -93,18 +94,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from linsteer.run.audit import check_audit, run_audit
+    from linsteer.run.audit import check_audit, finished_audit, run_audit
 
-    overrides = _run_overrides(args) | {"task_format": {"mc": "seed_mc", "generate": "seed_cot"}.get(
-        args.scoring) if args.scoring else None, "max_new_tokens": args.max_new_tokens}
-    config = check_audit(make_config(args.preset, args.config, overrides))
+    overrides = _run_overrides(args) | {"max_new_tokens": args.max_new_tokens}
+    config = check_audit(with_data(make_config(args.preset, args.config, overrides), args.preset))
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
-    done = (run_dir / "audit.json").exists()
+    done = finished_audit(run_dir, args.scoring)
     start = ("already finished; reusing it" if done else "resuming it" if resumed
              else "if interrupted, the same command resumes it")
     print(f"linsteer: audit run directory {run_dir} ({start})", file=sys.stderr, flush=True)
     out = run_dir / "audit.json" if done else run_audit(config, run_dir, _say(args.quiet),
-                                                         progress=not args.quiet)
+                                                         not args.quiet, args.scoring)
     print((run_dir / "audit.md").read_text() if (run_dir / "audit.md").exists() else out)
     return 0
 
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     aud.set_defaults(model=None, dtype=None)
     _sweep_options(aud)
     aud.set_defaults(preset="seed")
-    aud.add_argument("--scoring", default=None, choices=["mc", "generate"],
+    aud.add_argument("--scoring", default="generate", choices=["mc", "generate"],
                      help="generate: greedy answers read with the seed's regex (the preset); "
                           "mc: score the letters after 'The answer is (' (fits a CPU)")
     aud.add_argument("--max-new-tokens", type=int, default=None, help="generated tokens per answer")

@@ -18,6 +18,7 @@ so the same command resumes a killed audit.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
@@ -45,11 +46,10 @@ from linsteer.results.audit_rows import (
 )
 from linsteer.run.config import RunConfig
 from linsteer.run.stages import Run, load
-from linsteer.sweep.seed_grid import AnswerCache, Condition, Scoring, answer_grid
+from linsteer.sweep.seed_grid import SCORINGS, AnswerCache, Condition, Scoring, answer_grid
 from linsteer.version import __version__
 
 Say = Callable[[str], None]
-SCORING_FORMATS: dict[str, Scoring] = {"seed_mc": "mc", "seed_cot": "generate"}
 
 # The fork's logs (TongmengXie/Linear_Reasoning_Features, outputs/): MMLU-Pro reasoning subset.
 FORK_REFERENCE: dict[str, Any] = {
@@ -92,9 +92,6 @@ def check_audit(config: RunConfig) -> RunConfig:
     if len(config.strengths) != 1:
         raise LinsteerError(f"the audit applies one scale (the seed's α, e.g. --strengths 0.1); got "
                             f"{len(config.strengths)} strengths")
-    if config.task_format not in SCORING_FORMATS:
-        raise LinsteerError(f"the audit scores with task_format seed_mc or seed_cot, got "
-                            f"{config.task_format!r}")
     if min(config.n_dev, config.n_test, config.n_per_class) < 2:
         raise LinsteerError("the audit needs at least 2 items each for --n, --n-dev and --n-test")
     return config
@@ -163,15 +160,25 @@ def audit_section(payload: dict[str, Any]) -> str:
             f"Reference (the fork's published run, {ref['model']}): unsteered {ref['base_unsteered']:.3f}, "
             f"best of {ref['layers_tried']} layers {ref['steered_best']:.3f} (their layer "
             f"{ref['best_layer_seed_index']}, linsteer layer {ref['best_layer_linsteer']}), apparent gain "
-            f"{ref['apparent_gain']:+.3f} on n = {ref['n']}; instruct sibling {ref['instruct_unsteered']:.3f}; "
+            f"{ref['apparent_gain']:+.3f} on n = {ref['n']}; instruct sibling "
+            f"{ref['instruct_unsteered']:.3f}; "
             f"{ref['unreadable_base']:.0%} of the base model's answers unreadable and replaced by a "
             "random letter.\n")
 
 
-def run_audit(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
-    """The audit on ``config.model`` into ``run_dir``; returns the path of ``audit.json``."""
+def finished_audit(run_dir: Path, scoring: Scoring) -> bool:
+    """Whether ``run_dir`` holds a finished audit scored with ``scoring``."""
+    path = run_dir / "audit.json"
+    return path.exists() and json.loads(path.read_text()).get("scoring") == scoring
+
+
+def run_audit(config: RunConfig, run_dir: Path, say: Say, progress: bool = True,
+              scoring: Scoring = "generate") -> Path:
+    """The audit on ``config.model`` into ``run_dir``, answers scored by ``scoring`` (the seed's
+    ``generate``, or ``mc``); returns the path of ``audit.json``."""
     config = check_audit(config)
-    scoring = SCORING_FORMATS[config.task_format]
+    if scoring not in SCORINGS:
+        raise LinsteerError(f"unknown scoring {scoring!r}; use {' or '.join(SCORINGS)}")
     test_file, val_file = audit_sources(config.contrast)
     items = load_mmlu_pro(test_file)
     val = load_mmlu_pro(val_file, split="validation") if val_file else []
@@ -186,7 +193,7 @@ def run_audit(config: RunConfig, run_dir: Path, say: Say, progress: bool = True)
     prompts = {it.id: seed_mmlu_pro_prompt(it, split["shots"][str(it.meta["category"])], cot=cot,
                                            mc=scoring == "mc")
                for it in split["pool_eval"] + split["dev"] + split["test"]}
-    cache = AnswerCache(run_dir / "audit_answers.jsonl")
+    cache = AnswerCache(run_dir / f"audit_answers-{scoring}.jsonl")
 
     def answer(its: Sequence[MCItem], conds: Sequence[Condition]) -> None:
         answer_grid(lm, its, [prompts[it.id] for it in its], conds, cache, scoring=scoring,

@@ -12,6 +12,7 @@ import yaml
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import Position, parse_position
 from linsteer.model.load import DEFAULT_MODEL
+from linsteer.prompts.datapaths import resolve_data_spec
 from linsteer.sweep.run import SweepSpec
 from linsteer.sweep.tasks import TaskSpec, is_generative, task_role
 
@@ -70,8 +71,9 @@ PRESETS: dict[str, RunConfig] = {
     # block (operator lirefs, alpha 0.1), their MMLU-Pro 5-shot CoT evaluation, 200 new tokens.
     "seed": RunConfig(model="meta-llama/Llama-3.2-1B", contrast="mmlu_pro=data/mmlu_pro/test.jsonl",
                       n_per_class=200, operators=("lirefs",), unit="raw", strengths=(0.1,),
-                      n_null=5, n_dev=100, n_test=100, shots=5, task_format="seed_cot",
-                      max_new_tokens=200, batch_size=8),
+                      n_null=5, n_dev=100, n_test=100, shots=5, task_format="seed_mc",
+                      tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
+                      gen_format="seed_gsm8k_8shot", max_new_tokens=200, batch_size=8),
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
     "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1,
                          neutral_texts=2, analysis_layers=6, batch_size=8),
@@ -130,6 +132,21 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
         except LinsteerError as exc:
             raise LinsteerError(f"config key 'tasks': {exc}") from exc
     return config
+
+
+def with_data(config: RunConfig, preset: str) -> RunConfig:
+    """The preset's own data paths (paper, seed) resolved before any work: the file when it
+    exists, else a hub copy when online, else one line naming the file to pass. Paths the user
+    gave are left to the loaders (a missing one is refused there, also before any work)."""
+    default = PRESETS.get(preset)
+    if default is None or preset not in ("paper", "seed"):
+        return config
+    contrast = config.contrast
+    if contrast == default.contrast:
+        contrast = resolve_data_spec(contrast, "--contrast")
+    tasks = tuple(resolve_data_spec(t, "--config tasks:") if t in default.tasks else t
+                  for t in config.tasks)
+    return replace(config, contrast=contrast, tasks=tasks)
 
 
 def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:

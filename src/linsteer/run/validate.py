@@ -21,8 +21,7 @@ from linsteer.model.layers import check_layers
 from linsteer.model.load import cache_dir, parse_dtype, resolve_source
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.steer.operators import OPERATORS
-from linsteer.steer.setting import UNITS
+from linsteer.steer.setting import SETTING_OPERATORS, UNITS
 from linsteer.sweep.tasks import task_role
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     _check_names([config.unit], UNITS, "unit (--unit)")
     if not config.operators:
         raise LinsteerError("operators is empty; use e.g. add")
-    _check_names(config.operators, OPERATORS, "operator (--operators)")
+    _check_names(config.operators, SETTING_OPERATORS, "operator (--operators)")
     if not config.strengths:
         raise LinsteerError("strengths is empty; use e.g. 0.25,1")
     finite(config.strengths, "strengths (--strengths)")

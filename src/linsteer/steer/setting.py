@@ -17,8 +17,13 @@ from linsteer.errors import LinsteerError
 from linsteer.extract.controls import BASELINE, Kind
 from linsteer.extract.vector import SteeringVector
 from linsteer.model.layers import resolve_layer
+from linsteer.steer.operators import OPERATORS
 
 UNITS = ("raw", "norm", "ppl")
+# "lirefs": the seed's intervention (steer/lirefs): every block steered with this layer's
+# direction, scale = strength; scored by full forwards (steer/lirefs.lirefs_intervention)
+LIREFS = "lirefs"
+SETTING_OPERATORS = (*OPERATORS, LIREFS)
 UNIT_LABELS = {"raw": "", "norm": " x norm", "ppl": " ppl budget"}  # one spelling each
 
 
@@ -124,4 +129,6 @@ class Setting:
 
     @property
     def label(self) -> str:
+        if self.operator == LIREFS:
+            return f"lirefs (every block) with layer {self.layer}'s direction, scale {self.strength:g}"
         return f"{self.operator} at layer {self.layer}, {strength_label(self.strength, self.unit)}"

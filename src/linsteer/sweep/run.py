@@ -25,8 +25,7 @@ from linsteer.score.mc import item_rows, score_mc
 from linsteer.score.neutral import neutral_effects, neutral_texts
 from linsteer.score.records import ItemResult
 from linsteer.score.replay import Replayer
-from linsteer.steer.operators import OPERATORS
-from linsteer.steer.setting import Setting, SettingKey, check_unit
+from linsteer.steer.setting import SETTING_OPERATORS, Setting, SettingKey, check_unit
 from linsteer.sweep.calibrate import Target, calibrate
 from linsteer.sweep.store import SideEffect, Store, TaskSplit
 from linsteer.sweep.tasks import TaskSpec
@@ -47,8 +46,8 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         for op in self.operators:
-            if op not in OPERATORS:
-                raise LinsteerError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
+            if op not in SETTING_OPERATORS:
+                raise LinsteerError(f"unknown operator {op!r}; use one of {', '.join(SETTING_OPERATORS)}")
         check_unit(self.unit)
         if self.unit == "ppl" and any(s <= 0 for s in self.strengths):
             raise LinsteerError("with unit ppl, strengths are perplexity budgets such as 0.05,0.1,0.25")

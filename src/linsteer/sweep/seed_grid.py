@@ -95,7 +95,7 @@ def _mc_preds(lm: LoadedModel, items: Sequence[MCItem], prompts: Sequence[str],
     rows = option_rows(lm, tokenize(lm, list(prompts)), opts, True, [it.id for it in items])
     base, _, _ = score_rows(lm, rows, [len(o) for o in opts], [], batch_size=batch_size,
                             replayer=Replayer(lm, engine="full"))
-    return [int(torch.tensor(s.sum).argmax()) for s in base]
+    return [max(range(len(s.sum_logprobs)), key=s.sum_logprobs.__getitem__) for s in base]
 
 
 def _gen_preds(lm: LoadedModel, prompts: Sequence[str], batch_size: int,

@@ -1,0 +1,77 @@
+"""``linsteer audit`` on a tiny model: every row, in order, and the items each protocol reads."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from archs import model_folder
+from linsteer.cli.main import main
+from linsteer.results.audit_rows import FLAWS, VARIANTS
+
+KEYS = {"variant", "flaws", "apparent_gain", "ci_lo", "ci_hi", "n", "changed"}
+
+
+def _mmlu_file(path: Path, n: int = 60) -> Path:
+    rng = random.Random(0)
+    rows = []
+    for i in range(n):
+        cat = ("math", "physics", "history", "law")[i % 4]
+        a, b = rng.randint(2, 50), rng.randint(2, 50)
+        opts = [str(a + b + k) for k in range(rng.randint(4, 10))]
+        gold = rng.randrange(len(opts))
+        q = f"What is {a} plus {b} in case {i}?" if cat in ("math", "physics") else \
+            f"In which year did event {i} happen?"
+        rows.append({"question_id": i, "question": q, "options": opts, "answer": "ABCDEFGHIJ"[gold],
+                     "answer_index": gold, "cot_content": "", "category": cat, "src": f"ori_mmlu-{cat}"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    ws = tmp_path_factory.mktemp("audit")
+    model = model_folder(ws / "model", "llama", hidden=32, layers=4)
+    data = _mmlu_file(ws / "mmlu.jsonl")
+    argv = ["audit", "--model", str(model), "--contrast", f"mmlu_pro={data}", "--n", "8",
+            "--n-dev", "6", "--n-test", "6", "--n-null", "2", "--shots", "1", "--strengths", "2.0",
+            "--scoring", "mc", "--run-dir", str(ws / "run"), "--quiet"]
+    assert main(argv) == 0
+    assert main(argv) == 0  # finished: reused, not recomputed
+    return ws / "run", json.loads((ws / "run" / "audit.json").read_text())
+
+
+def test_audit_rows_all_present_in_order(audited: tuple[Path, dict]) -> None:
+    run, payload = audited
+    rows = payload["rows"]
+    assert [r["variant"] for r in rows] == list(VARIANTS)
+    assert rows[0]["variant"] == "as published"
+    for i, row in enumerate(rows):
+        assert set(row) >= KEYS
+        assert tuple(row["flaws"]) == FLAWS[i:]
+        assert row["ci_lo"] <= row["apparent_gain"] <= row["ci_hi"]
+        assert row["n"] == 6
+    assert payload["layers"] == [2]  # the seed's range 3..n-1, in linsteer's numbering
+    assert payload["reference"]["base_unsteered"] == pytest.approx(0.1204)
+    assert "as published" in (run / "audit.md").read_text()
+
+
+def test_published_variant_reuses_extraction_items_and_fixed_ones_do_not(
+        audited: tuple[Path, dict]) -> None:
+    _, payload = audited
+    items = payload["items"]
+    extraction = set(items["pool_r"]) | set(items["pool_m"])
+    assert set(items["pool_eval"]) <= extraction  # as published: evaluated on the extraction pool
+    held = set(items["dev"]) | set(items["test"])
+    assert held and not held & extraction  # every fixed row reads only dev/test items
+    assert not set(items["dev"]) & set(items["test"])
+
+
+def test_audit_resumes_from_kept_answers(audited: tuple[Path, dict], tmp_path: Path) -> None:
+    run, _payload = audited
+    lines = (run / "audit_answers-mc.jsonl").read_text().splitlines()
+    conds = {json.loads(line)["c"] for line in lines}
+    assert {"base", "real@2", "null0@2", "null1@2"} <= conds
