@@ -97,7 +97,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from linsteer.run.audit import check_audit, finished_audit, run_audit
 
     overrides = _run_overrides(args) | {"max_new_tokens": args.max_new_tokens}
-    config = check_audit(with_data(make_config(args.preset, args.config, overrides), args.preset))
+    config = check_audit(with_data(make_config(args.preset, args.config, overrides), args.preset,
+                                    tasks=False))  # the audit reads MMLU-Pro only
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
     done = finished_audit(run_dir, args.scoring)
     start = ("already finished; reusing it" if done else "resuming it" if resumed

@@ -134,7 +134,7 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
     return config
 
 
-def with_data(config: RunConfig, preset: str) -> RunConfig:
+def with_data(config: RunConfig, preset: str, *, tasks: bool = True) -> RunConfig:
     """The preset's own data paths (paper, seed) resolved before any work: the file when it
     exists, else a hub copy when online, else one line naming the file to pass. Paths the user
     gave are left to the loaders (a missing one is refused there, also before any work)."""
@@ -144,9 +144,9 @@ def with_data(config: RunConfig, preset: str) -> RunConfig:
     contrast = config.contrast
     if contrast == default.contrast:
         contrast = resolve_data_spec(contrast, "--contrast")
-    tasks = tuple(resolve_data_spec(t, "--config tasks:") if t in default.tasks else t
+    named = tuple(resolve_data_spec(t, "--config tasks:") if tasks and t in default.tasks else t
                   for t in config.tasks)
-    return replace(config, contrast=contrast, tasks=tasks)
+    return replace(config, contrast=contrast, tasks=named)
 
 
 def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:
