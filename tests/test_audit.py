@@ -75,3 +75,15 @@ def test_audit_resumes_from_kept_answers(audited: tuple[Path, dict], tmp_path: P
     lines = (run / "audit_answers-mc.jsonl").read_text().splitlines()
     conds = {json.loads(line)["c"] for line in lines}
     assert {"base", "real@2", "null0@2", "null1@2"} <= conds
+
+
+def test_audit_refuses_bad_input_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _mmlu_file(tmp_path / "mmlu.jsonl", n=20)
+    run = tmp_path / "run"
+    for extra, part in ((["--contrast", "mmlu_pro-lite"], "mmlu_pro=PATH"),
+                        (["--contrast", f"mmlu_pro={tmp_path / 'none.jsonl'}"], "not found"),
+                        (["--contrast", f"mmlu_pro={data}", "--strengths", "0.1,0.2"], "one scale")):
+        assert main(["audit", "--model", "x", "--run-dir", str(run), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and part in err
+        assert not run.exists()

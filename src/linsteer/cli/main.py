@@ -23,7 +23,7 @@ from linsteer.extract.read import parse_position
 from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
-from linsteer.run.config import RunConfig, make_config, with_data
+from linsteer.run.config import SEED_FAMILY, RunConfig, make_config, with_data
 from linsteer.run.rundir import choose_run_dir, is_finished
 from linsteer.run.validate import validate_config
 from linsteer.version import __version__
@@ -144,6 +144,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from linsteer.run.compare import compare_models
 
+    if args.preset == "seed" and not args.family and not args.models:
+        args.family = SEED_FAMILY  # the post's trio (needs their weights)
     if args.family:
         from linsteer.run.family import family_compare
 
