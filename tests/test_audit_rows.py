@@ -28,7 +28,7 @@ def _data(answer) -> AuditData:  # type: ignore[no-untyped-def]
 def test_gain_on_reused_items_vanishes_on_disjoint_ones() -> None:
     # the direction "knows" the pool: every pool item right under steering, held items unchanged
     def answer(cond: str, item: str) -> Answer:
-        right = cond.startswith("real") and item.startswith("p") or int(item[1:]) % 4 == 0
+        right = (cond.startswith("real") and item.startswith("p")) or int(item[1:]) % 4 == 0
         return Answer(0 if right else 1, 0)
 
     rows, _ = audit_rows(_data(answer), [0, 1])
