@@ -73,7 +73,8 @@ PRESETS: dict[str, RunConfig] = {
                       n_per_class=200, operators=("lirefs",), unit="raw", strengths=(0.1,),
                       n_null=5, n_dev=100, n_test=100, shots=5, task_format="seed_mc",
                       tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
-                      gen_format="seed_gsm8k_8shot", max_new_tokens=200, batch_size=8),
+                      gen_format="seed_gsm8k_8shot", max_new_tokens=200, batch_size=8,
+                      scan_top=0),  # the scan steers with add; the seed picks among layers
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
     "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1,
                          neutral_texts=2, analysis_layers=6, batch_size=8),
