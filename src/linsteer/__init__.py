@@ -9,6 +9,8 @@ The flow, one import each::
     vec = ls.extract(acts)                                  # one direction per layer
     with ls.steering(lm, ls.Steer(vec, layers=(6,), strength=0.5, unit="norm")):
         ...                                                 # any forward or generate
+    with ls.lirefs_intervention(lm, vec, layer=5, scale=0.1):  # the seed's: every block steered
+        ...
 
 See ARCHITECTURE.md for the modules behind these names.
 """
