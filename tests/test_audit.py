@@ -87,3 +87,17 @@ def test_audit_refuses_bad_input_before_writing(tmp_path: Path, capsys: pytest.C
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and part in err
         assert not run.exists()
+
+
+def test_generated_answers_read_with_the_seed_regex_and_guessed_only_as_published(
+        tmp_path: Path) -> None:
+    model = model_folder(tmp_path / "model", "qwen2", hidden=32, layers=4)
+    data = _mmlu_file(tmp_path / "mmlu.jsonl", n=40)
+    assert main(["audit", "--model", str(model), "--contrast", f"mmlu_pro={data}", "--n", "4",
+                 "--n-dev", "3", "--n-test", "3", "--n-null", "1", "--shots", "1",
+                 "--strengths", "1.0", "--scoring", "generate", "--max-new-tokens", "3",
+                 "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    rows = json.loads((tmp_path / "run" / "audit.json").read_text())["rows"]
+    assert rows[1]["unreadable"] == 1.0  # a random tiny model never writes "answer is (X)"
+    assert rows[2]["steered_acc"] == rows[2]["base_acc"] == 0.0  # failures counted wrong
+    assert (tmp_path / "run" / "audit_answers-generate.jsonl").exists()
