@@ -9,6 +9,8 @@ The flow, one import each::
     vec = ls.extract(acts)                                  # one direction per layer
     with ls.steering(lm, ls.Steer(vec, layers=(6,), strength=0.5, unit="norm")):
         ...                                                 # any forward or generate
+    with ls.lirefs_intervention(lm, vec, layer=5, scale=0.1):  # the seed's: every block steered
+        ...
 
 See ARCHITECTURE.md for the modules behind these names.
 """
@@ -25,6 +27,7 @@ from linsteer.prompts.contrast import builtin_contrast
 from linsteer.prompts.items import ContrastSet
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.steer.hooks import Steer, apply_steering, steering
+from linsteer.steer.lirefs import lirefs_intervention
 from linsteer.steer.setting import Setting
 from linsteer.version import __version__
 
@@ -42,6 +45,7 @@ __all__ = [
     "contrast_activations",
     "contrast_from_spec",
     "extract",
+    "lirefs_intervention",
     "load_benchmark",
     "load_model",
     "read_activations",

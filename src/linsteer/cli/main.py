@@ -26,7 +26,7 @@ from linsteer.io import write_failure
 from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
-from linsteer.run.config import RunConfig, make_config
+from linsteer.run.config import SEED_FAMILY, RunConfig, make_config, with_data
 from linsteer.run.lock import run_lock
 from linsteer.run.rundir import choose_run_dir, is_finished
 from linsteer.run.validate import check_vector_for_model, validate_config
@@ -84,7 +84,8 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
 
-    config = validate_config(make_config(args.preset, args.config, _run_overrides(args)))
+    config = make_config(args.preset, args.config, _run_overrides(args))
+    config = validate_config(with_data(config, args.preset))
     run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
     with run_lock(run_dir):  # a second writer is refused before it says anything
         return _run(args, config, run_dir, resumed)
@@ -102,6 +103,23 @@ def _run(args: argparse.Namespace, config: RunConfig, run_dir: Path, resumed: bo
     print(f"linsteer: {start}", file=sys.stderr, flush=True)
     report = run_all(config, run_dir, _say(args.quiet), progress=not args.quiet)
     print(report)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from linsteer.run.audit import check_audit, finished_audit, run_audit
+
+    overrides = _run_overrides(args) | {"max_new_tokens": args.max_new_tokens}
+    config = check_audit(with_data(make_config(args.preset, args.config, overrides), args.preset,
+                                    tasks=False))  # the audit reads MMLU-Pro only
+    run_dir, resumed = choose_run_dir(config, args.run_dir, args.runs)
+    done = finished_audit(run_dir, args.scoring)
+    start = ("already finished; reusing it" if done else "resuming it" if resumed
+             else "if interrupted, the same command resumes it")
+    print(f"linsteer: audit run directory {run_dir} ({start})", file=sys.stderr, flush=True)
+    out = run_dir / "audit.json" if done else run_audit(config, run_dir, _say(args.quiet),
+                                                         not args.quiet, args.scoring)
+    print((run_dir / "audit.md").read_text() if (run_dir / "audit.md").exists() else out)
     return 0
 
 
@@ -145,6 +163,8 @@ def _stage(args: argparse.Namespace, run: Run) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from linsteer.run.compare import compare_models
 
+    if args.preset == "seed" and not args.family and not args.models:
+        args.family = SEED_FAMILY  # the post's trio (needs their weights)
     if args.family:
         from linsteer.run.family import family_compare
 
@@ -183,7 +203,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _sweep_options(p: argparse.ArgumentParser) -> None:
 
-    p.add_argument("--preset", default="quick", choices=["quick", "paper", "compare"],
+    p.add_argument("--preset", default="quick", choices=["quick", "paper", "seed", "compare"],
                    help="quick: the default model on built-in data, <= 10 min on 2 CPU cores; "
                         "paper: Hong et al.'s settings (MMLU-Pro contrast, projection scaling), for GPUs")
     p.add_argument("--config", default=None,
@@ -276,6 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(model=None, dtype=None)
     _sweep_options(run)
     run.set_defaults(handler=cmd_run)
+
+    aud = sub.add_parser("audit", help="the seed's experiment as published, then one flaw fixed at a time",
+                         description="Replays the seed's protocol (its intervention on every block, "
+                                     "its MMLU-Pro evaluation) on one model, then fixes one flaw at a "
+                                     "time; writes audit.json and audit.md in the run directory.")
+    _model_args(aud)
+    aud.set_defaults(model=None, dtype=None)
+    _sweep_options(aud)
+    aud.set_defaults(preset="seed")
+    aud.add_argument("--scoring", default="generate", choices=["mc", "generate"],
+                     help="generate: greedy answers read with the seed's regex (the preset); "
+                          "mc: score the letters after 'The answer is (' (fits a CPU)")
+    aud.add_argument("--max-new-tokens", type=int, default=None, help="generated tokens per answer")
+    aud.set_defaults(handler=cmd_audit)
 
     for name, text in (("analyze", "PCA, separability and cosine figures of a run's activations"),
                        ("sweep", "the steering sweep of a run (resumes where it stopped)"),

@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 from linsteer.errors import LinsteerError
 from linsteer.prompts.items import GenItem, MCItem, PromptItem
+from linsteer.prompts.seed_formats import SEED_MC_CUE, form_options, seed_gsm8k_prompt
 
 LETTERS = "ABCDEFGHIJKLMNOP"
-Style = Literal["qa", "cot", "mc_letter", "mc_text", "mmlu_pro_cot"]
+Style = Literal["qa", "cot", "mc_letter", "mc_text", "mmlu_pro_cot", "seed_gsm", "seed_mc"]
 AnyItem = PromptItem | GenItem | MCItem
 
 
@@ -138,6 +139,8 @@ class PromptFormat:
             )
         if self.style == "qa":
             return f"{self.header}Q: {question}\nA:"
+        if self.style == "seed_gsm":  # the seed's own 8-shot template (prompts/seed_formats)
+            return seed_gsm8k_prompt(question)
         if self.style == "cot":
             demo = "".join(f"Q: {ex.question}\nA: {ex.answer}\n\n" for ex in self.exemplars)
             return f"{self.header}{demo}Q: {question}\nA:"
@@ -155,6 +158,8 @@ class PromptFormat:
                 for ex in self.exemplars
             )
             return f"{self.header}{demo}{_mmlu_block(question, options)}Let's think step by step."
+        if self.style == "seed_mc":  # the seed's option layout, the letter scored after "("
+            return f"Q: {question}\n{form_options(options)}{SEED_MC_CUE}"
         if self.style == "mc_letter":
             demo = "".join(
                 self._mc_letter_block(s.question, s.options) + f" {LETTERS[s.gold]}\n\n"
@@ -176,7 +181,7 @@ class PromptFormat:
             return self.render(item.text)
         if isinstance(item, GenItem):
             return self.render(item.question)
-        if self.style in ("qa", "cot"):
+        if self.style in ("qa", "cot", "seed_gsm"):
             return self.render(item.question)
         return self.render(item.question, item.options, item.shots)
 
@@ -184,6 +189,8 @@ class PromptFormat:
         """What to score after the prompt: `` A``/`` B``... (letter styles) or `` {option}``."""
         if self.style in ("mc_letter", "mmlu_pro_cot"):
             return [f" {LETTERS[i]}" for i in range(len(options))]
+        if self.style == "seed_mc":
+            return [LETTERS[i] for i in range(len(options))]
         return [f" {o}" for o in options]
 
 
@@ -218,6 +225,8 @@ _FIXED: dict[str, PromptFormat] = {
     "mgsm_cot_8shot": PromptFormat("mgsm_cot_8shot", "cot", GSM8K_COT_EXEMPLARS),
     "mc_letter": PromptFormat("mc_letter", "mc_letter"),
     "mc_text": PromptFormat("mc_text", "mc_text"),
+    "seed_gsm8k_8shot": PromptFormat("seed_gsm8k_8shot", "seed_gsm"),  # Hong et al.'s template
+    "seed_mc": PromptFormat("seed_mc", "seed_mc"),  # their MMLU-Pro layout, letters scored
 }
 FORMAT_NAMES: tuple[str, ...] = (*_FIXED, "mmlu_pro_cot_5shot")
 

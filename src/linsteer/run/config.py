@@ -12,6 +12,7 @@ import yaml
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import Position, parse_position
 from linsteer.model.load import DEFAULT_MODEL
+from linsteer.prompts.datapaths import resolve_data_spec
 from linsteer.sweep.run import SweepSpec
 from linsteer.sweep.tasks import TaskSpec, is_generative, task_role
 
@@ -77,6 +78,16 @@ PRESETS: dict[str, RunConfig] = {
                        tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
                        gen_format="gsm8k_cot_8shot", max_new_tokens=256,
                        shots=3, neutral_texts=16, analysis_layers=12),
+    # The seed post's experiment (Hong et al.'s released code, run on the fork): Llama-3.2-1B base
+    # (siblings: SEED_FAMILY), the direction from an MMLU-Pro pool, their intervention on every
+    # block (operator lirefs, alpha 0.1), their MMLU-Pro 5-shot CoT evaluation, 200 new tokens.
+    "seed": RunConfig(model="meta-llama/Llama-3.2-1B", contrast="mmlu_pro=data/mmlu_pro/test.jsonl",
+                      n_per_class=200, operators=("lirefs",), unit="raw", strengths=(0.1,),
+                      n_null=5, n_dev=100, n_test=100, shots=5, task_format="seed_mc",
+                      tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
+                      gen_format="seed_gsm8k_8shot", max_new_tokens=200, batch_size=8,
+                      scan_top=0,  # the scan steers with add; the seed picks among layers
+                      damage_cap=None, baselines=()),  # as published: no damage cap, no alternatives
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
     "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1, scan_items=12,
                          neutral_texts=2, analysis_layers=6, batch_size=8,
@@ -92,6 +103,9 @@ UNIT_STRENGTHS: dict[str, tuple[float, ...]] = {
     "raw": (-0.5, -0.2, 0.2, 0.5, 1.0)}
 UNIT_SCAN_STRENGTHS: dict[str, tuple[float, ...]] = {
     "kl": RunConfig.scan_strengths, "norm": (0.5,), "ppl": (0.1,), "raw": (0.5,)}
+
+SEED_FAMILY = ("base=meta-llama/Llama-3.2-1B,instruct=meta-llama/Llama-3.2-1B-Instruct,"
+               "reasoning=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")  # the post's trio
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -150,6 +164,21 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
         except LinsteerError as exc:
             raise LinsteerError(f"config key 'tasks': {exc}") from exc
     return config
+
+
+def with_data(config: RunConfig, preset: str, *, tasks: bool = True) -> RunConfig:
+    """The preset's own data paths (paper, seed) resolved before any work: the file when it
+    exists, else a hub copy when online, else one line naming the file to pass. Paths the user
+    gave are left to the loaders (a missing one is refused there, also before any work)."""
+    default = PRESETS.get(preset)
+    if default is None or preset not in ("paper", "seed"):
+        return config
+    contrast = config.contrast
+    if contrast == default.contrast:
+        contrast = resolve_data_spec(contrast, "--contrast")
+    named = tuple(resolve_data_spec(t, "--config tasks:") if tasks and t in default.tasks else t
+                  for t in config.tasks)
+    return replace(config, contrast=contrast, tasks=named)
 
 
 def task_specs(config: RunConfig) -> tuple[TaskSpec, ...]:

@@ -23,8 +23,7 @@ from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.run.config import RunConfig, task_specs
 from linsteer.score.neutral import available_neutral_texts
-from linsteer.steer.operators import check_operator
-from linsteer.steer.setting import UNITS
+from linsteer.steer.setting import UNITS, check_setting_operator
 from linsteer.sweep.tasks import task_role
 
 MIN_PER_CLASS = 5  # the report's separability uses 5-fold cross-validation
@@ -167,7 +166,7 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     if not config.operators:
         raise LinsteerError("operators is empty; use e.g. add")
     for operator in config.operators:
-        check_operator(operator, functions=False)
+        check_setting_operator(operator)
     if not config.strengths:
         raise LinsteerError("strengths is empty; use e.g. 0.25,1")
     finite(config.strengths, "strengths (--strengths)")

@@ -21,7 +21,8 @@ from linsteer.prompts.formats import get_format
 from linsteer.prompts.items import GenItem
 from linsteer.score.records import ItemResult, score_generation
 from linsteer.steer.hooks import Steer, SteeringHandle, steering
-from linsteer.steer.setting import Setting
+from linsteer.steer.lirefs import lirefs_intervention
+from linsteer.steer.setting import LIREFS, Setting
 
 
 class GenScores(NamedTuple):
@@ -73,7 +74,8 @@ def score_gen(
                                       stop_strings=stops, batch_size=batch_size, on_batch=on_batch))
 
     tokens = sum(len(t) for t in tokenize(lm, prompts)) * (1 + len(settings))
-    if use_compiled(lm, compiled):
+    lirefs = any(s.operator == LIREFS for s in settings)  # every block: eager, one at a time
+    if not lirefs and use_compiled(lm, compiled):
         conds: list[Setting | None] = [None] * len(items) + [s for s in settings for _ in items]
         outs = generate_conditions(lm, prompts * (1 + len(settings)), conds,
                                    max_new_tokens=max_new_tokens, stop_strings=stops,
@@ -91,6 +93,12 @@ def score_gen(
         groups.setdefault((s.layer, s.operator), []).append(i)
     per_pass = max(1, max_rows // len(items))
     for (layer, op), idxs in groups.items():
+        if op == LIREFS:
+            for i in idxs:
+                with lirefs_intervention(lm, settings[i].vector, layer=layer,
+                                         scale=settings[i].raw_strength()):
+                    per[i] = generate(prompts, None)
+            continue
         for start in range(0, len(idxs), per_pass):
             chunk = idxs[start: start + per_pass]
             spec = Steer(settings[chunk[0]].vector, (layer,), op, 0.0)  # type: ignore[arg-type]

@@ -39,8 +39,9 @@ from linsteer.extract.read import Batch
 from linsteer.model.layers import hidden_of, is_recurrent
 from linsteer.model.load import LoadedModel
 from linsteer.steer.hooks import Steer, apply_steering, steering
+from linsteer.steer.lirefs import lirefs_intervention
 from linsteer.steer.operators import apply_operator
-from linsteer.steer.setting import Setting
+from linsteer.steer.setting import LIREFS, Setting
 
 # A scorer turns logits into whatever per-row numbers the caller keeps; it is called per chunk
 # of conditions. It gets the logits of the last ``n_last`` positions, ``[R, n_last, V]``, or, when
@@ -232,7 +233,7 @@ class Replayer:
         for the batch's rows, in order).
         """
         engine = self.chosen_engine()
-        if engine == "full":
+        if engine == "full" or any(s.operator == LIREFS for s in settings):  # lirefs: every block
             return self._run_full(batch, settings, n_last, scorer, select)
         if engine == "rows":
             return self._run_rows(batch, settings, n_last, scorer, select)
@@ -339,6 +340,10 @@ class Replayer:
         base = forward()
         results = []
         for s in settings:
+            if s.operator == LIREFS:
+                with lirefs_intervention(self.lm, s.vector, layer=s.layer, scale=s.raw_strength()):
+                    results.append(forward())
+                continue
             spec = Steer(s.vector, (s.layer,), s.operator, s.raw_strength())  # type: ignore[arg-type]
             with steering(self.lm, spec):
                 results.append(forward())

@@ -28,7 +28,7 @@ def check_operator(operator: object, *, functions: bool = True) -> None:
     callable), else a one-line error naming them."""
     if operator in OPERATORS or (functions and callable(operator)):
         return
-    also = " or a function" if functions else ""
+    also = " or a function" if functions else " (or lirefs in a sweep)"
     raise LinsteerError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}{also}")
 
 

@@ -17,10 +17,21 @@ from linsteer.errors import LinsteerError
 from linsteer.extract.controls import BASELINE, Kind
 from linsteer.extract.vector import SteeringVector
 from linsteer.model.layers import resolve_layer
+from linsteer.steer.operators import OPERATORS, check_operator
 
 UNITS = ("raw", "norm", "ppl", "kl")
 DAMAGE_UNITS = ("ppl", "kl")  # strengths that are damage budgets, calibrated per direction
 UNIT_LABELS = {"raw": "", "norm": " x norm", "ppl": " ppl budget", "kl": " nats KL"}  # one spelling each
+# "lirefs": the seed's intervention (steer/lirefs): every block steered with this layer's
+# direction, scale = strength; scored by full forwards (steer/lirefs.lirefs_intervention)
+LIREFS = "lirefs"
+SETTING_OPERATORS = (*OPERATORS, LIREFS)
+
+
+def check_setting_operator(operator: str) -> None:
+    """An operator a sweep's setting may use: a built-in hook operator or ``lirefs``."""
+    if operator != LIREFS:
+        check_operator(operator, functions=False)
 
 
 def check_unit(unit: str, allowed: Sequence[str] = UNITS) -> str:
@@ -127,4 +138,6 @@ class Setting:
 
     @property
     def label(self) -> str:
+        if self.operator == LIREFS:
+            return f"lirefs (every block) with layer {self.layer}'s direction, scale {self.strength:g}"
         return f"{self.operator} at layer {self.layer}, {strength_label(self.strength, self.unit)}"

@@ -25,8 +25,7 @@ from linsteer.score.mc import item_rows, score_mc
 from linsteer.score.neutral import neutral_effects, neutral_texts
 from linsteer.score.records import ItemResult
 from linsteer.score.replay import Replayer
-from linsteer.steer.operators import check_operator
-from linsteer.steer.setting import DAMAGE_UNITS, Setting, SettingKey, check_unit
+from linsteer.steer.setting import DAMAGE_UNITS, Setting, SettingKey, check_setting_operator, check_unit
 from linsteer.sweep.calibrate import Target, calibrate
 from linsteer.sweep.store import SideEffect, Store, TaskSplit
 from linsteer.sweep.tasks import TaskSpec
@@ -47,7 +46,7 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         for op in self.operators:
-            check_operator(op, functions=False)
+            check_setting_operator(op)
         check_unit(self.unit)
         if self.unit == "ppl" and any(s <= 0 for s in self.strengths):
             raise LinsteerError("with unit ppl, strengths are perplexity budgets such as 0.05,0.1,0.25")
