@@ -92,7 +92,7 @@ CASES: list[tuple[str, list[str], str]] = [
     # unknown things
     ("unknown-model", ["run", "--model", "no-such-model", "--quiet"], "unknown model 'no-such-model'"),
     ("unknown-contrast", [*RUN, "--contrast", "nonsense"], "unknown contrast"),
-    ("unknown-operator", [*RUN, "--operators", "add,twist"], "unknown 'twist'"),
+    ("unknown-operator", [*RUN, "--operators", "add,twist"], "unknown operator 'twist'"),
     ("unknown-position", ["run", "--model", "model", "--config", "badpos.yaml"], "bad position 'middle'"),
     ("unknown-unit", ["run", "--model", "model", "--config", "badunit.yaml"], "unknown 'furlongs'"),
     ("unknown-config-key", ["run", "--model", "model", "--config", "badkey.yaml"], "unknown config key"),
