@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -36,7 +37,11 @@ def test_lora_lowers_its_training_loss_changes_outputs_and_repeats_under_a_seed(
     items = builtin_task("arith_mc", split="train", n=12)
     fmt = get_format("mc_text")
     examples = sft_examples(lm, items, fmt)
+    grads = {n: p.requires_grad for n, p in lm.model.named_parameters()}
     a = train_lora(lm, examples, steps=12, rank=4, lr=1e-2, seed=0)
+    # peft freezes the base model to train; the model comes back with every flag as it was (a frozen
+    # head would put later scoring on PyTorch's slow path: see linsteer.model.head)
+    assert {n: p.requires_grad for n, p in lm.model.named_parameters()} == grads
     b = train_lora(lm, examples, steps=12, rank=4, lr=1e-2, seed=0)
     c = train_lora(lm, examples, steps=12, rank=4, lr=1e-2, seed=1)
     assert a.losses == b.losses and all(bool((a.adapter[k] == b.adapter[k]).all()) for k in a.adapter)
@@ -166,3 +171,8 @@ def test_run_with_alternatives_scores_the_same_items_as_the_base(tmp_path: Path,
     assert all(k in head for k in ("kl_cap", "selected_kl", "ci_halfwidth", "mde"))
     assert head["kl_cap"] == 0.2 and (head["selected_kl"] is None or head["selected_kl"] <= 0.2)
     assert 'id="alternatives"' in report.read_text()
+    # the seed's cost-benefit table gets a measured row per alternative, LoRA's with its training
+    cost = list(csv.DictReader((report.parent / "tables" / "cost-and-benefit.csv").open()))
+    lora_cost = next(r for r in cost if r["method"].startswith("lora"))
+    assert float(lora_cost["time_s"]) > 0 and int(lora_cost["tokens"]) == lora["tokens"]
+    assert {r["method"] for r in cost} >= {"prompt:reason", "fewshot:2"}

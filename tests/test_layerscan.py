@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from archs import arch_lm, model_folder
@@ -13,8 +15,8 @@ from linsteer.cli.main import main
 from linsteer.extract.contrast import vector_from_contrast
 from linsteer.extract.controls import build_controls
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.report.scan_figures import scan_figure
-from linsteer.sweep.layerscan import LayerScan, scan_layers
+from linsteer.report.scan_figures import scan_caption, scan_figure
+from linsteer.sweep.layerscan import LayerScan, ScanCell, scan_layers
 from linsteer.sweep.tasks import TaskSpec
 
 
@@ -65,3 +67,32 @@ def test_run_scans_all_layers_and_reports_confounds(tiny_folder: Path, tmp_path:
     page = report.read_text()
     assert 'id="confounds"' in page and page.index('id="confounds"') < page.index('id="figures"')
     assert "Layer scan" in page
+
+
+def _scan(real_gain: float, noise: float, n: int = 40, layers: int = 4) -> LayerScan:
+    """A scan of ``layers`` layers whose real direction gains ``real_gain`` at layer 1 only, with
+    per-item noise of size ``noise`` everywhere (one null per layer)."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.4, n)
+    cells = []
+    for layer in range(layers):
+        for kind in ("real", "null"):
+            gain = real_gain if (kind == "real" and layer == 1) else 0.0
+            items = base + gain + rng.normal(0, noise, n)
+            cells.append(ScanCell(kind, 0, layer, 0.08, float(items.mean()),
+                                  float(items.mean() - base.mean()), 0.5, tuple(float(v) for v in items)))
+    scan = LayerScan("arith_mc", n, "kl", float(base.mean()), 0.5, tuple(cells), (), 0.0, (),
+                     tuple(float(v) for v in base))
+    scores = scan.layer_scores()
+    return replace(scan, chosen=(min(scores, key=lambda k: (-scores[k], k)),))
+
+
+def test_scan_agreement_is_one_for_a_clear_layer_and_low_for_noise() -> None:
+    clear = _scan(real_gain=0.05, noise=0.01)
+    assert clear.chosen == (1,) and clear.agreement() == 1.0
+    noise = _scan(real_gain=0.0, noise=0.05, n=24, layers=12)
+    agreement = noise.agreement()
+    assert agreement is not None and agreement < 0.8  # twelve layers of noise: any could win
+    assert "Not stable" in scan_caption(noise) and "Not stable" not in scan_caption(clear)
+    back = LayerScan.from_json(json.loads(json.dumps(noise.to_json())))
+    assert back == noise and back.agreement() == agreement  # per-item data round-trips

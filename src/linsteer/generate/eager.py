@@ -24,6 +24,7 @@ from torch import nn
 
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import batches_by_length, left_pad
+from linsteer.model.head import contiguous_head
 from linsteer.model.layers import is_recurrent
 
 OnBatch = Callable[[Sequence[int]], None]
@@ -205,7 +206,7 @@ def generate_answers(
     device = _device(model)
     results: list[GenerationOutput | None] = [None] * len(prompts)
     rng = _rng_context(model) if do_sample else nullcontext()
-    with rng, torch.inference_mode():
+    with rng, torch.inference_mode(), contiguous_head(model):
         if do_sample:
             torch.manual_seed(seed)
         for batch in batches_by_length([len(e) for e in encoded], batch_size, padless):

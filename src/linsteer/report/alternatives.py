@@ -65,6 +65,19 @@ def _cost_text(row: Mapping[str, Any]) -> str:
     return ", ".join(bits) or "none"
 
 
+def cost_rows(data: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The alternatives' rows of the seed's cost-benefit table (method, time, tokens, FLOPs,
+    accuracy): what obtaining each took here (prompting: nothing; LoRA: its training) and its test
+    accuracy on the same items as the steered row above them."""
+    if not data:
+        return []
+    return [{"method": r["method"] + (" (LoRA SFT: post-training at matched data)" if r["method"] == "lora"
+                                      else ""),
+             "time_s": round(float(r["seconds"]), 2) if r.get("seconds") is not None else None,
+             "tokens": r.get("tokens"), "flops": r.get("flops"), "accuracy": r["accuracy"]}
+            for r in data["rows"] if r["method"] not in _REFERENCE]
+
+
 def table_rows(data: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The rows of the report's table "Steering vs the alternatives" (also a CSV)."""
     if not data:

@@ -83,3 +83,25 @@ def scan_figure(scan: LayerScan) -> Figure:
                   fontsize=9)
     fig.tight_layout()
     return fig
+
+
+STABLE_AGREEMENT = 0.8  # a scan choice repeated in at least this share of resamples reads as stable
+
+
+def scan_caption(scan: LayerScan) -> str:
+    """The scan figure's caption, with how stable its choice is (bootstrap and split halves)."""
+    text = (f"Change in the gold option's probability (top) and dev accuracy (bottom) when steering "
+            f"{scan.task} at each layer; shaded: the null directions' range at the same layer and "
+            f"strength. Dotted: the layers {list(scan.chosen)} chosen for the full protocol on the "
+            "test split.")
+    agreement = scan.agreement()
+    if agreement is None:
+        return text
+    text += (f" Stability: the best layer is best again in {100 * agreement:.0f}% of 1,000 bootstrap "
+             f"resamples of the {scan.n_items} dev items")
+    if scan.half_best:
+        text += f"; each half of the items picks {' and '.join(str(k) for k in scan.half_best)}"
+    if agreement < STABLE_AGREEMENT:
+        text += (". Not stable: no layer stands out of the item noise here, so read the chosen layer as "
+                 "one draw, not a finding (the null band at that layer still tests it honestly)")
+    return text + "."

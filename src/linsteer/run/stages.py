@@ -27,10 +27,10 @@ from linsteer.extract.vector import SteeringVector
 from linsteer.io import atomic_write, write_json
 from linsteer.model.load import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
-from linsteer.report.alternatives import baselines_json, cost_figure, summary_html, table_rows
+from linsteer.report.alternatives import baselines_json, cost_figure, cost_rows, summary_html, table_rows
 from linsteer.report.content import analysis_figures, confound_html, cost_table, steering_figures
 from linsteer.report.html import write_report
-from linsteer.report.scan_figures import scan_figure
+from linsteer.report.scan_figures import scan_caption, scan_figure
 from linsteer.results.selection import headline_from_rows
 from linsteer.results.table import CellRow, Row, summarize
 from linsteer.run.alternatives import read_alternatives, stage_alternatives
@@ -297,7 +297,7 @@ def stage_report(run: Run) -> None:
                      **{f"cos_L{k}": round(v, 3) for k, v in c["cos_to_real"].items()}} for c in controls]
     alternatives = read_alternatives(run.dir)
     tables: list[tuple[str, Sequence[Row]]] = [
-        ("Cost and benefit", cost_table(run.dir, headline)),
+        ("Cost and benefit", cost_table(run.dir, headline) + cost_rows(alternatives)),
         *([("Steering vs the alternatives", table_rows(alternatives))] if alternatives else []),
         ("Test split: baseline and real direction", test_real),
         ("All cells", rows),
@@ -316,12 +316,10 @@ def stage_report(run: Run) -> None:
                         "it (extraction, training) plus FLOPs to answer the test items.",
                         cost_figure(alternatives)))
     if scan is not None:
-        figs.insert(1 if alternatives else 0, ("Layer scan: every layer on dev",
-                        f"Change in the gold option's probability (top) and dev accuracy (bottom) when "
-                        f"steering {scan.task} at each layer; shaded: the null directions' range at "
-                        f"the same layer and strength. Dotted: the layers {list(scan.chosen)} chosen "
-                        "for the full protocol on the test split.", scan_figure(scan)))
-        extra["layer_scan"] = {k: v for k, v in scan.to_json().items() if k != "cells"}
+        figs.insert(1 if alternatives else 0, ("Layer scan: every layer on dev", scan_caption(scan),
+                                               scan_figure(scan)))
+        extra["layer_scan"] = {k: v for k, v in scan.to_json().items()
+                               if k not in ("cells", "baseline_item_gold_probs")}
     path = write_report(run.dir, summary=heads, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
                         title=f"linsteer report: {model}",

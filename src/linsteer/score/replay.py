@@ -36,6 +36,7 @@ from torch import nn
 
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import Batch
+from linsteer.model.head import contiguous_head, head_logits, output_head
 from linsteer.model.layers import hidden_of, is_recurrent
 from linsteer.model.load import LoadedModel
 from linsteer.steer.hooks import Steer, apply_steering, steering
@@ -85,7 +86,9 @@ def _forward_kwargs(lm: LoadedModel, batch: Batch, n_last: int) -> dict[str, Any
 
 def _post_block_modules(lm: LoadedModel, batch: Batch) -> list[nn.Module]:
     """The modules the model runs between its last block and the LM head (the final norm)."""
-    head = lm.model.get_output_embeddings()  # type: ignore[operator]
+    head = output_head(lm.model)
+    if head is None:
+        raise ValueError(f"{lm.name} has no output embedding")
     block_ids = {id(m) for blk in lm.blocks.modules for m in blk.modules()}
     order: list[nn.Module] = []
     state = {"after_blocks": False}
@@ -113,6 +116,13 @@ def _post_block_modules(lm: LoadedModel, batch: Batch) -> list[nn.Module]:
     # keep only the outermost modules (a norm's own submodules are called by the norm)
     inner = {id(sub) for m in order for sub in m.modules() if sub is not m}
     return [m for m in order if id(m) not in inner]
+
+
+def _first_rows(batch: Batch, n: int) -> Batch:
+    """The batch's first ``n`` rows (a left-padded batch stays valid row by row)."""
+    return Batch(batch.input_ids[:n], batch.attention_mask[:n], batch.lengths[:n],
+                 None if batch.position_ids is None else batch.position_ids[:n],
+                 None if batch.mask_4d is None else batch.mask_4d[:n])
 
 
 def _selected(logits: torch.Tensor, select: torch.Tensor | None) -> torch.Tensor:
@@ -151,21 +161,21 @@ class Replayer:
 
     def _logits(self, hidden: torch.Tensor, n_last: int, select: torch.Tensor | None = None,
                 copies: int = 1) -> torch.Tensor:
+        """Logits of a block stack's output: the model's final modules, then its head, on the last
+        ``n_last`` positions (only the ``select`` ed ones, per copy of the batch)."""
         assert self._post is not None
         h = hidden[:, -n_last:]
         if select is not None:
             h = h[select.to(h.device).repeat(copies, 1)]
         for module in self._post:
             h = module(h)
-        head = self.lm.model.get_output_embeddings()  # type: ignore[operator]
-        logits = head(h).float()
-        cap = getattr(getattr(self.lm.model, "config", None), "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+        return head_logits(self.lm, h)
 
-    def _base_pass(self, batch: Batch, first_layer: int, n_last: int) -> tuple[_Capture, torch.Tensor]:
-        """Run the batch unsteered; record block inputs from ``first_layer`` on and the logits."""
+    def _base_pass(self, batch: Batch, first_layer: int, n_last: int,
+                   select: torch.Tensor | None = None) -> tuple[_Capture, torch.Tensor]:
+        """Run the batch unsteered; record block inputs from ``first_layer`` on, and the logits
+        of the last ``n_last`` positions (only the ``select`` ed ones): the forward stops at the
+        LM head, which then runs on those positions alone."""
         cap = _Capture()
         hooks = []
         for index in range(first_layer, self.lm.n_layers):
@@ -180,13 +190,26 @@ class Replayer:
 
             hooks.append(block.register_forward_pre_hook(pre, with_kwargs=True))
             hooks.append(block.register_forward_hook(post))
+        final: list[torch.Tensor] = []
+
+        def at_head(module: nn.Module, args: tuple[Any, ...]) -> None:
+            final.append(args[0])
+            raise _Stop
+
+        head = output_head(self.lm.model)
+        assert head is not None  # the self-check refuses models without one
+        hooks.append(head.register_forward_pre_hook(at_head))
         try:
             with torch.inference_mode():
-                out = self.lm.model(**_forward_kwargs(self.lm, batch, n_last))
+                self.lm.model(**_forward_kwargs(self.lm, batch, n_last))
+        except _Stop:
+            pass
         finally:
-            for h in hooks:
-                h.remove()
-        return cap, out.logits[:, -n_last:].float()
+            for handle in hooks:
+                handle.remove()
+        last = final[0][:, -n_last:]
+        with torch.inference_mode():
+            return cap, head_logits(self.lm, last if select is None else last[select.to(last.device)])
 
     def _tail(self, cap: _Capture, layer: int, hidden: torch.Tensor, copies: int,
               n_last: int, select: torch.Tensor | None = None) -> torch.Tensor:
@@ -206,16 +229,21 @@ class Replayer:
             return self._logits(h, n_last, select, copies)
 
     def _self_check(self, batch: Batch, n_last: int) -> bool:
-        if is_recurrent(self.lm.model) or self.lm.model.get_output_embeddings() is None:  # type: ignore[operator]
+        """On the batch's first two rows: the logits of the model's own forward equal both the
+        base pass's (the head run by :func:`linsteer.model.head.head_logits`) and a replayed
+        unsteered tail from the middle layer's output."""
+        if is_recurrent(self.lm.model) or output_head(self.lm.model) is None:
             return False
         try:
-            self._post = _post_block_modules(self.lm, batch)
+            small = _first_rows(batch, 2)
+            self._post = _post_block_modules(self.lm, small)
+            with torch.inference_mode():
+                ref = self.lm.model(**_forward_kwargs(self.lm, small, n_last)).logits[:, -n_last:].float()
             layer = self.lm.n_layers // 2
-            cap, logits = self._base_pass(batch, layer, n_last)
+            cap, base = self._base_pass(small, layer, n_last)
             mine = self._tail(cap, layer, cap.outputs[layer], 1, n_last)
-            ref = logits
             scale = float(ref.abs().max()) + 1e-6
-            return bool(((mine - ref).abs().max() / scale) < 1e-3)
+            return bool(max(float((mine - ref).abs().max()), float((base - ref).abs().max())) / scale < 1e-3)
         except (TypeError, RuntimeError, ValueError, AttributeError):
             return False
 
@@ -233,17 +261,25 @@ class Replayer:
         for the batch's rows, in order).
         """
         engine = self.chosen_engine()
-        if engine == "full" or any(s.operator == LIREFS for s in settings):  # lirefs: every block
-            return self._run_full(batch, settings, n_last, scorer, select)
-        if engine == "rows":
-            return self._run_rows(batch, settings, n_last, scorer, select)
-        if self._replay_ok is None:
-            self._replay_ok = self._self_check(batch, n_last)
-        if not self._replay_ok:
-            return self._run_full(batch, settings, n_last, scorer, select)
+        with contiguous_head(self.lm.model):  # the model's own head, where it runs, off PyTorch's slow path
+            if engine == "full" or any(s.operator == LIREFS for s in settings):  # lirefs: every block
+                return self._run_full(batch, settings, n_last, scorer, select)
+            if engine == "rows":
+                return self._run_rows(batch, settings, n_last, scorer, select)
+            if self._replay_ok is None:
+                self._replay_ok = self._self_check(batch, n_last)
+            if not self._replay_ok:
+                return self._run_full(batch, settings, n_last, scorer, select)
+            return self._run_replay(batch, settings, n_last, scorer, select)
+
+    def _run_replay(
+        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
+        select: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The replay engine (see the module docstring), after its self-check passed."""
         first = min((s.layer for s in settings), default=self.lm.n_layers - 1)
-        cap, logits = self._base_pass(batch, first, n_last)
-        base = scorer(_selected(logits, select))
+        cap, logits = self._base_pass(batch, first, n_last, select)
+        base = scorer(logits)
         results: list[torch.Tensor | None] = [None] * len(settings)
         rows = batch.input_ids.shape[0]
         mask = batch.attention_mask.to(self.lm.device).bool()
@@ -287,7 +323,7 @@ class Replayer:
         forward as ``pass_tokens`` and ``pass_logits`` allow (the baseline in a forward of its own)."""
         rows, width = batch.input_ids.shape
         kwargs = _forward_kwargs(self.lm, batch, n_last)
-        vocab = int(getattr(self.lm.model.get_output_embeddings(), "out_features", 0) or 1)  # type: ignore[operator]
+        vocab = int(getattr(output_head(self.lm.model), "out_features", 0) or 1)
         per_pass = max(1, min(self.pass_tokens // max(1, rows * width),
                               self.pass_logits // max(1, rows * n_last * vocab)))
         # the baseline alone first: a scorer may keep it (the neutral scorer's KL reference)

@@ -30,6 +30,7 @@ from linsteer.io import write_json
 from linsteer.model.load import LoadedModel
 from linsteer.score.mc import item_rows, score_mc
 from linsteer.score.neutral import neutral_texts
+from linsteer.score.records import ItemResult
 from linsteer.score.replay import Replayer
 from linsteer.steer.setting import DAMAGE_UNITS, Setting
 from linsteer.sweep.calibrate import Target, calibrate
@@ -49,6 +50,7 @@ class ScanCell:
     gold_prob: float  # mean gold-option probability over items
     delta_gold_prob: float  # minus the unsteered mean
     accuracy: float
+    item_gold_probs: tuple[float, ...] = ()  # per dev item, in the scan's item order
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,34 @@ class LayerScan:
     seconds: float = 0.0
     # stability: the best layer on each half of the items (even / odd), scored the same way
     half_best: tuple[int, ...] = ()
+    baseline_item_gold_probs: tuple[float, ...] = ()  # unsteered, per dev item
+
+    def agreement(self, n_boot: int = 1000, seed: int = 0) -> float | None:
+        """How stable the scan's choice is: the share of ``n_boot`` bootstrap resamples of the
+        dev items (with replacement) whose best layer, scored as :meth:`layer_scores` scores,
+        is the scan's best layer. None without per-item data or chosen layers."""
+        cells = [c for c in self.cells if len(c.item_gold_probs) == len(self.baseline_item_gold_probs)]
+        n = len(self.baseline_item_gold_probs)
+        scores = self.layer_scores()
+        if n < 2 or not cells or not scores:
+            return None
+        layers = sorted(scores)
+        best = min(scores, key=lambda k: (-scores[k], k))
+        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+        base = np.asarray(self.baseline_item_gold_probs, dtype=float)[idx].mean(-1)  # [B]
+        strengths = sorted({c.strength for c in cells})
+        per_layer = np.full((len(layers), n_boot), -np.inf)
+        for li, layer in enumerate(layers):
+            for s in strengths:
+                def mean_delta(kind: str, layer: int = layer, s: float = s) -> list[np.ndarray]:
+                    return [np.nan_to_num(np.asarray(c.item_gold_probs, dtype=float), nan=0.0)[idx].mean(-1)
+                            - base for c in cells if c.layer == layer and c.strength == s and c.kind == kind]
+                real, null = mean_delta("real"), mean_delta("null")
+                if real:
+                    gain = real[0] - (np.mean(null, axis=0) if null else 0.0)
+                    per_layer[li] = np.maximum(per_layer[li], gain)
+        picked = np.asarray(layers)[np.argmax(per_layer, axis=0)]  # ties: the lowest layer, as above
+        return float(np.mean(picked == best))
 
     def layer_scores(self) -> dict[int, float]:
         """Real minus mean-null gain in gold probability, maximised over strengths, per layer."""
@@ -88,19 +118,28 @@ class LayerScan:
                 "layer_scores": {str(k): v for k, v in self.layer_scores().items()},
                 "seconds": self.seconds, "half_best": list(self.half_best),
                 "stable": bool(self.half_best) and len(set(self.half_best)) == 1,
-                "cells": [asdict(c) for c in self.cells]}
+                "agreement": self.agreement(),
+                "baseline_item_gold_probs": list(self.baseline_item_gold_probs),
+                "cells": [{**asdict(c), "item_gold_probs": list(c.item_gold_probs)} for c in self.cells]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LayerScan:
+        cells = tuple(ScanCell(**{**c, "item_gold_probs": tuple(c.get("item_gold_probs", ()))})
+                      for c in data["cells"])
         return cls(data["task"], int(data["n_items"]), data["unit"], float(data["baseline_gold_prob"]),
-                   float(data["baseline_accuracy"]), tuple(ScanCell(**c) for c in data["cells"]),
+                   float(data["baseline_accuracy"]), cells,
                    tuple(int(k) for k in data["chosen_layers"]), float(data.get("seconds", 0.0)),
-                   tuple(int(k) for k in data.get("half_best", ())))
+                   tuple(int(k) for k in data.get("half_best", ())),
+                   tuple(float(v) for v in data.get("baseline_item_gold_probs", ())))
 
 
 def _mean(values: Sequence[float | None]) -> float:
     got = [float(v) for v in values if v is not None]
     return float(np.mean(got)) if got else float("nan")
+
+
+def _item_probs(rows: Sequence[ItemResult]) -> tuple[float, ...]:
+    return tuple(float("nan") if r.gold_prob is None else float(r.gold_prob) for r in rows)
 
 
 def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
@@ -143,21 +182,21 @@ def scan_layers(lm: LoadedModel, controls: Sequence[Control], task: TaskSpec, *,
         rows = item_rows(items, scores)
         p = _mean([r.gold_prob for r in rows])
         cells.append(ScanCell(c.kind, c.seed, layer, float(s), p, p - base_p,
-                              float(np.mean([r.correct for r in rows]))))
+                              float(np.mean([r.correct for r in rows])), _item_probs(rows)))
         for h in (0, 1):
             ph = _mean([r.gold_prob for r in rows[h::2]])
             halves[h].append(ScanCell(c.kind, c.seed, layer, float(s), ph,
                                       ph - _mean([r.gold_prob for r in base_rows[h::2]]), 0.0))
     scan = LayerScan(task.name, len(items), unit, base_p, float(np.mean([r.correct for r in base_rows])),
-                     tuple(cells), (), time.perf_counter() - start)
+                     tuple(cells), (), time.perf_counter() - start,
+                     baseline_item_gold_probs=_item_probs(base_rows))
     scores_by_layer = scan.layer_scores()
     best = sorted(scores_by_layer, key=lambda k: (-scores_by_layer[k], k))[:top]
     half_best = []
     for half in halves if len(items) >= 4 else ():
         by_layer = replace(scan, cells=tuple(half)).layer_scores()
         half_best.append(min(by_layer, key=lambda k: (-by_layer[k], k)))
-    return LayerScan(scan.task, scan.n_items, unit, base_p, scan.baseline_accuracy, scan.cells,
-                     tuple(sorted(best)), scan.seconds, tuple(half_best))
+    return replace(scan, chosen=tuple(sorted(best)), half_best=tuple(half_best))
 
 
 def scan_task(tasks: Sequence[TaskSpec]) -> TaskSpec | None:
@@ -184,8 +223,10 @@ def stage_scan(run_dir: Path, lm: LoadedModel, controls: Sequence[Control], task
     scan = scan_layers(lm, controls, task, strengths=strengths, unit=unit, top=top,
                        batch_size=batch_size, n_items=n_items)
     write_json(path, scan.to_json(), indent=1)
-    say(f"layer scan: done in {scan.seconds:.1f}s; best layers on dev {list(scan.chosen)} (best on "
-        f"each half of the items: {list(scan.half_best)})")
+    agreement = scan.agreement()
+    say(f"layer scan: done in {scan.seconds:.1f}s; best layers on dev {list(scan.chosen)} (the best "
+        f"layer again in {100 * (agreement or 0):.0f}% of bootstrap resamples of the {scan.n_items} "
+        f"items; best on each half: {list(scan.half_best)})")
     return scan.chosen
 
 

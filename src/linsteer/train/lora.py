@@ -27,9 +27,11 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
+from tqdm.auto import tqdm
 
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import left_pad, tokenize
+from linsteer.model.head import contiguous_head
 from linsteer.model.load import LoadedModel
 from linsteer.prompts.formats import PromptFormat
 from linsteer.prompts.items import MCItem
@@ -97,6 +99,21 @@ def _answer_loss(lm: LoadedModel, model: Any, batch: Sequence[SFTExample], pad_i
     return total / count
 
 
+def _grad_flags(model: torch.nn.Module) -> dict[str, bool]:
+    return {name: p.requires_grad for name, p in model.named_parameters()}
+
+
+def _restore_grad_flags(model: torch.nn.Module, flags: dict[str, bool]) -> None:
+    """Every parameter's ``requires_grad`` as it was before peft froze the base model."""
+    for name, p in model.named_parameters():
+        if name in flags:
+            p.requires_grad_(flags[name])
+
+
+def _progress(steps: int, examples: int) -> Any:
+    return tqdm(range(steps), desc=f"LoRA SFT ({examples} examples)", unit="step", leave=False)
+
+
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
@@ -116,6 +133,7 @@ def train_lora(lm: LoadedModel, examples: Sequence[SFTExample], *, steps: int, r
     torch.manual_seed(seed)
     model: Any = lm.model
     was_training = model.training
+    grads = _grad_flags(model)
     peft_model = get_peft_model(model, _config(rank))
     try:
         params = [p for n, p in peft_model.named_parameters() if p.requires_grad]
@@ -128,14 +146,15 @@ def train_lora(lm: LoadedModel, examples: Sequence[SFTExample], *, steps: int, r
         tokens = answer_tokens = 0
         peft_model.train()
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in _progress(steps, len(examples)):
             if len(order) < batch_size:
                 epoch = list(range(len(examples)))
                 rng.shuffle(epoch)
                 order += epoch
             batch = [examples[i] for i in order[:batch_size]]
             del order[:batch_size]
-            loss = _answer_loss(lm, peft_model, batch, pad_id)
+            with contiguous_head(lm.model):  # the frozen 262k head off PyTorch's slow path
+                loss = _answer_loss(lm, peft_model, batch, pad_id)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -146,6 +165,7 @@ def train_lora(lm: LoadedModel, examples: Sequence[SFTExample], *, steps: int, r
         adapter = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
     finally:
         peft_model.unload()  # the LoRA layers out again: the model as it was
+        _restore_grad_flags(model, grads)
         model.train(was_training)
     flops = 6.0 * (block_params + trainable) * tokens + 6.0 * lm.hidden_size * vocab * answer_tokens
     return LoraResult(adapter, rank, steps, batch_size, len(examples), trainable, seconds, tokens,
@@ -156,6 +176,7 @@ def train_lora(lm: LoadedModel, examples: Sequence[SFTExample], *, steps: int, r
 def lora_adapted(lm: LoadedModel, result: LoraResult) -> Iterator[LoadedModel]:
     """``lm`` with the trained adapter applied (in place, eval mode) inside the block."""
     model = lm.model
+    grads = _grad_flags(model)
     peft_model = get_peft_model(model, _config(result.rank))
     try:
         named = dict(peft_model.named_parameters())
@@ -166,4 +187,5 @@ def lora_adapted(lm: LoadedModel, result: LoraResult) -> Iterator[LoadedModel]:
         yield lm
     finally:
         peft_model.unload()
+        _restore_grad_flags(model, grads)
         model.eval()

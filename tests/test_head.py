@@ -1,0 +1,55 @@
+"""The LM head as the model applies it (soft-capping included), kept off PyTorch's slow path."""
+
+from __future__ import annotations
+
+import torch
+
+from archs import arch_lm
+from linsteer.model.head import contiguous_head, head_logits, output_head
+
+
+def test_head_logits_are_the_models_own_logits_softcap_included() -> None:
+    lm = arch_lm("gemma3")
+    lm.model.config.final_logit_softcapping = 2.0  # type: ignore[union-attr]  # tiny logits: a cap that bites
+    head = output_head(lm.model)
+    assert head is not None
+    seen: list[torch.Tensor] = []
+    probe = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    ids = torch.randint(3, 60, (2, 7))
+    try:
+        with torch.inference_mode():
+            own = lm.model(input_ids=ids).logits.float()
+            mine = head_logits(lm, seen[0])
+    finally:
+        probe.remove()
+    assert own.abs().max() < 2.0  # the cap is in the model's own logits...
+    torch.testing.assert_close(mine, own)  # ...and in head_logits
+    lm.model.config.final_logit_softcapping = None  # type: ignore[union-attr]
+    with torch.inference_mode():
+        assert not torch.allclose(head_logits(lm, seen[0]), own)
+
+
+def test_contiguous_head_feeds_a_frozen_head_a_contiguous_input_and_leaves_no_hook() -> None:
+    lm = arch_lm("llama")
+    for p in lm.model.parameters():
+        p.requires_grad_(False)  # the case PyTorch's CPU linear is slow on (a non-contiguous 3-D input)
+    head = output_head(lm.model)
+    assert head is not None
+    ids = torch.randint(3, 60, (3, 9))
+
+    def forward() -> tuple[torch.Tensor, bool]:
+        seen: list[bool] = []
+        probe = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+        try:
+            with torch.inference_mode():
+                logits = lm.model(input_ids=ids, logits_to_keep=2).logits
+        finally:
+            probe.remove()
+        return logits, seen[0]
+
+    plain, plain_contiguous = forward()
+    with contiguous_head(lm.model):
+        fixed, fixed_contiguous = forward()
+    assert not plain_contiguous and fixed_contiguous  # logits_to_keep slices; inside, it is copied
+    torch.testing.assert_close(plain, fixed)
+    assert not head._forward_pre_hooks  # removed on exit: the model as it was
