@@ -127,6 +127,28 @@ def test_selection_only_within_the_damage_cap() -> None:
     assert all(k in d for k in ("kl_cap", "selected_kl", "ci_halfwidth", "mde"))
 
 
+def test_generation_selection_only_within_the_format_failure_cap() -> None:
+    def row(split: str, kind: str, strength: float | None, acc: float, failures: int) -> dict[str, object]:
+        return {"model": "m", "task": "gsm8k", "role": "reasoning", "split": split, "kind": kind,
+                "seed": 0, "layer": None if kind == "baseline" else 3, "source": "",
+                "operator": None if kind == "baseline" else "add", "strength": strength, "unit": "kl",
+                "n": 100, "accuracy": acc, "ci_lo": acc - 0.05, "ci_hi": acc + 0.05, "gold_prob": None,
+                "delta": None if kind == "baseline" else acc - 0.3, "delta_lo": acc - 0.36,
+                "delta_hi": acc - 0.24, "p_value": 0.2, "format_failures": failures, "mean_tokens": 40.0,
+                "ppl": 10.0, "kl": 0.05, "seconds": 1.0, "tokens": 1, "flops": 1.0, "discordant": 20}
+    rows = [row(s, "baseline", None, 0.3, 20) for s in ("dev", "test")]  # 20% unreadable unsteered
+    for split in ("dev", "test"):  # +5 points of failures: within a 0.1 cap; +40 points: over it
+        rows += [row(split, "real", 0.03, 0.32, 25), row(split, "real", 0.08, 0.4, 60)]
+    head = headline_from_rows(rows, model="m", task="gsm8k", damage_cap=0.1, format_cap=0.1)
+    assert head.best_strength == 0.03 and head.format_cap == 0.1 and head.format_over_cap == 1
+    assert "format failures at most +10% of dev answers" in head.verdict
+    assert headline_from_rows(rows, model="m", task="gsm8k", damage_cap=0.1).best_strength == 0.08
+    none = headline_from_rows(rows, model="m", task="gsm8k", format_cap=0.01)
+    assert none.delta is None and "format-failure cap" in none.verdict
+    mc = [{**r, "task": "arith_mc", "mean_tokens": None} for r in rows]  # multiple choice: no format cap
+    assert headline_from_rows(mc, model="m", task="arith_mc", format_cap=0.01).format_cap is None
+
+
 def test_compare_rows_refuses_other_items() -> None:
     base = [ItemResult(f"q{i}", "1", "1", i % 2 == 0, True, 0, 0.5) for i in range(6)]
     other = [ItemResult(f"r{i}", "1", "1", True, True, 0, 0.5) for i in range(6)]
@@ -167,6 +189,11 @@ def test_run_with_alternatives_scores_the_same_items_as_the_base(tmp_path: Path,
                                     "seconds", "tokens", "flops"))
     lora = next(r for r in results["baselines"] if r["method"] == "lora")
     assert lora["seconds"] > 0 and lora["tokens"] > 0 and lora["flops"] > 0
+    # the learning rate is chosen on dev, as steering's setting is: every rate tried is recorded
+    tried = alt["lora"]["dev_accuracy"]
+    assert set(tried) == {"0.0001", "0.0003", "0.001"} and f"{alt['lora']['lr']:g}" in tried
+    assert tried[f"{alt['lora']['lr']:g}"] == max(tried.values())
+    assert alt["lora"]["search_seconds"] >= alt["lora"]["seconds"]
     head = results["summary"][0]
     assert all(k in head for k in ("kl_cap", "selected_kl", "ci_halfwidth", "mde"))
     assert head["kl_cap"] == 0.2 and (head["selected_kl"] is None or head["selected_kl"] <= 0.2)

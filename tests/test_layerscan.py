@@ -96,3 +96,14 @@ def test_scan_agreement_is_one_for_a_clear_layer_and_low_for_noise() -> None:
     assert "Not stable" in scan_caption(noise) and "Not stable" not in scan_caption(clear)
     back = LayerScan.from_json(json.loads(json.dumps(noise.to_json())))
     assert back == noise and back.agreement() == agreement  # per-item data round-trips
+
+
+def test_scan_subset_is_the_scan_of_those_items() -> None:
+    scan = _scan(real_gain=0.05, noise=0.01)
+    whole = scan.subset(0, scan.n_items)
+    assert whole.chosen == scan.chosen and whole.layer_scores() == pytest.approx(scan.layer_scores())
+    part = scan.subset(8, 24)
+    assert part.n_items == 16 and all(len(c.item_gold_probs) == 16 for c in part.cells)
+    real = next(c for c in part.cells if c.kind == "real" and c.layer == 1)
+    assert real.gold_prob == pytest.approx(float(np.mean(real.item_gold_probs)))
+    one_line_error(lambda: scan.subset(30, 50), "outside its 40 items")

@@ -122,8 +122,13 @@ def summary_html(data: Mapping[str, Any] | None) -> str:
             "dev selection sweep is in the cost table); LoRA: training; prompting: none.")
     if lora:
         note += (f" LoRA: rank {lora['rank']}, {lora['steps']} steps of {lora['batch_size']} on "
-                 f"{lora['examples']} train examples, loss {lora['losses'][0]:.3f} → "
-                 f"{lora['losses'][-1]:.3f}, peak process memory {lora['peak_rss_mb']:.0f} MB.")
+                 f"{lora['examples']} train examples")
+        if lora.get("dev_accuracy"):
+            tried = ", ".join(f"{lr}: {100 * acc:.1f}%" for lr, acc in lora["dev_accuracy"].items())
+            note += (f", learning rate {lora['lr']:g} chosen on dev accuracy (tried {tried}; "
+                     f"{lora['search_seconds']:.1f} s of training in all)")
+        note += (f", loss {lora['losses'][0]:.3f} → {lora['losses'][-1]:.3f}, peak process memory "
+                 f"{lora['peak_rss_mb']:.0f} MB.")
     out.append(f'<p class="note">{html.escape(note)}</p></section>')
     return "".join(out)
 

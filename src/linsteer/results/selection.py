@@ -48,7 +48,9 @@ class Headline:
     text. ``extraction_*``: the cost of finding the direction. ``kl_cap``: the damage cap of the
     selection (neutral-text KL, nats per token; only settings at or under it were eligible),
     ``selected_kl`` the selected setting's KL, ``over_cap`` how many dev settings of the real
-    direction the cap excluded. ``ci_halfwidth``: half the width of the Δ interval; ``mde``: the
+    direction the cap excluded; ``format_cap``/``format_over_cap`` the same for a generation task's
+    format failures (the share of dev answers that could not be read, above the unsteered
+    share). ``ci_halfwidth``: half the width of the Δ interval; ``mde``: the
     minimum detectable accuracy difference at 80% power for this n and discordance;
     ``gold_prob_*``: the paired difference in gold-option probability (bootstrap interval,
     sign-flip p) and its ``gold_prob_mde``. None where unknown.
@@ -96,6 +98,8 @@ class Headline:
     gold_prob_hi: float | None = None
     gold_prob_p: float | None = None
     gold_prob_mde: float | None = None
+    format_cap: float | None = None  # generation: dev format failures at most this share above unsteered
+    format_over_cap: int | None = None  # real-direction dev settings the format cap excluded
 
     @property
     def null_text(self) -> str:
@@ -134,6 +138,10 @@ class Headline:
                 return (f"No setting of the real direction stayed within the damage cap (KL ≤ "
                         f"{self.kl_cap:g} nats per token) on {self.task} dev for {self.model}; "
                         "nothing was selected.")
+            if self.format_cap is not None and self.format_over_cap:
+                return (f"No setting of the real direction stayed within the format-failure cap "
+                        f"(at most {100 * self.format_cap:g}% more unreadable answers than unsteered) "
+                        f"on {self.task} dev for {self.model}; nothing was selected.")
             return f"No steered result for {self.task} on {self.model} yet."
         effect = f"{signed_points(self.delta)} points"
         if self.delta_lo is not None and self.delta_hi is not None:
@@ -156,6 +164,8 @@ class Headline:
         if self.selected_kl is not None:
             cap = "" if self.kl_cap is None else f", cap {self.kl_cap:g}"
             damage = f"; damage KL {self.selected_kl:.3g} nats/token{cap}"
+        if self.format_cap is not None:
+            damage += f"; format failures at most +{100 * self.format_cap:g}% of dev answers"
         power = "" if self.mde is None else f"; detectable at 80% power: ±{100 * self.mde:.1f} points"
         tail = f"{effect}, {null_clause}{mem}{damage}{power}."
         return {
@@ -195,6 +205,7 @@ def headline_from_rows(
     extraction_tokens: int | None = None,
     damage_cap: float | None = None,
     fixed: SettingKey | None = None,
+    format_cap: float | None = None,
 ) -> Headline:
     """Build a :class:`Headline` from the results table.
 
@@ -202,7 +213,9 @@ def headline_from_rows(
     accuracy of the real direction on ``task`` is chosen (ties: higher gold probability, then
     smaller |strength|) and reported on ``report_split``. With ``damage_cap``, only settings
     whose neutral-text KL is known and at most the cap are eligible (the others stay in the
-    tables); when none is, the headline has no steered result and says so. ``fixed``: report
+    tables); when none is, the headline has no steered result and says so. ``format_cap``
+    (generation tasks: those whose rows count generated tokens): likewise, only settings whose
+    share of unreadable dev answers exceeds the unsteered share by at most the cap. ``fixed``: report
     this setting (selected on another task) without reselecting: transfer.
     ``memorization_task`` defaults to the one memorization-role task of the model, if exactly one.
     """
@@ -230,8 +243,19 @@ def headline_from_rows(
     if damage_cap is not None:
         eligible = [r for r in real_dev if _num(r["kl"]) is not None and float(r["kl"]) <= damage_cap]
     over_cap = len(real_dev) - len(eligible)
+    generative = any(_num(r.get("mean_tokens")) is not None for r in real_dev)
+    format_over = None
+    if format_cap is not None and generative:
+        base_dev = [r for r in checked if r["task"] == task and r["split"] == select_split
+                    and r["kind"] == "baseline"]
+        base_rate = (int(base_dev[0]["format_failures"]) / max(int(base_dev[0]["n"]), 1)) if base_dev else 0.0
+        within = [r for r in eligible
+                  if int(r["format_failures"]) / max(int(r["n"]), 1) - base_rate <= format_cap + 1e-12]
+        format_over, eligible = len(eligible) - len(within), within
+    fmt_cap = format_cap if generative else None
     if not eligible:
-        return Headline(model=model, task=task, split=report_split, kl_cap=damage_cap, over_cap=over_cap)
+        return Headline(model=model, task=task, split=report_split, kl_cap=damage_cap, over_cap=over_cap,
+                        format_cap=fmt_cap, format_over_cap=format_over)
     if fixed is not None:
         chosen = fixed.applied()
     else:
@@ -307,9 +331,7 @@ def headline_from_rows(
         extraction_seconds=extraction_seconds,
         extraction_tokens=extraction_tokens,
         best_unit=chosen.unit,
-        kl_cap=damage_cap,
         selected_kl=_num(r["kl"]) if r else None,
-        over_cap=over_cap,
         n=n,
         ci_halfwidth=(hi - lo) / 2 if lo is not None and hi is not None else None,
         mde=mde,
@@ -318,4 +340,8 @@ def headline_from_rows(
         gold_prob_hi=_num(r.get("gold_prob_hi")) if r else None,
         gold_prob_p=_num(r.get("gold_prob_p")) if r else None,
         gold_prob_mde=gp_mde,
+        kl_cap=damage_cap,
+        over_cap=over_cap,
+        format_cap=fmt_cap,
+        format_over_cap=format_over,
     )

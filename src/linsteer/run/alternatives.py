@@ -9,7 +9,8 @@ dev-selected steered setting:
 - ``steer+prompt:<name>``: the selected steering setting on top of each prompt (``best_prompt``
   names the prompt with the best dev accuracy: steering on top of the best prompt);
 - ``lora``: LoRA SFT (:mod:`linsteer.train.lora`) on as many reasoning examples as the direction
-  was extracted from (``n_per_class``), with answers, from the ``train`` pool, and its cost.
+  was extracted from (``n_per_class``), with answers, from the ``train`` pool, at each learning
+  rate of ``lora_lrs``, the best on dev tested, and its cost.
 
 Each row: accuracy with its Wilson interval, the paired difference vs the base (Newcombe
 interval, exact McNemar) and vs the steered base, the gold-option probability difference, and
@@ -47,7 +48,7 @@ from linsteer.steer.setting import Setting, SettingKey
 from linsteer.sweep.run import flops_per_token
 from linsteer.sweep.store import ResultStore, store_path
 from linsteer.sweep.tasks import TaskSpec
-from linsteer.train.lora import lora_adapted, sft_examples, train_lora
+from linsteer.train.lora import LoraResult, lora_adapted, sft_examples, train_lora
 
 ALTERNATIVES_FILE = "alternatives.json"
 _LORA_SEED_OFFSET = 7_919  # the LoRA training items: another draw from the train pool than the shots
@@ -170,7 +171,8 @@ def stage_alternatives(run: StageRun) -> None:
     with ResultStore(store_path(run.dir)) as store:
         rows = run.rows if run.rows is not None else summarize(store)
         primary = [r for r in rows if r["source"] in ("", cfg.method)]
-        head = headline_from_rows(primary, model=rows[0]["model"], task=task.name, damage_cap=cfg.damage_cap)
+        head = headline_from_rows(primary, model=rows[0]["model"], task=task.name, damage_cap=cfg.damage_cap,
+                                  format_cap=cfg.format_cap)
         key = None
         if head.best_layer is not None and head.steered_acc is not None:
             key = SettingKey("real", 0, head.best_layer, head.best_operator, head.best_strength, cfg.unit)
@@ -211,22 +213,8 @@ def stage_alternatives(run: StageRun) -> None:
     best_prompt = max(dev_acc, key=lambda m: (dev_acc[m], m)) if dev_acc else None
     lora_info: dict[str, Any] | None = None
     if "lora" in cfg.baselines:
-        train_items = _train_items(task, cfg.n_per_class, cfg.seed)
-        say(f"alternatives: LoRA SFT (rank {cfg.lora_rank}, {cfg.lora_steps} steps) on "
-            f"{len(train_items)} {task.name} train examples ...")
-        result = train_lora(lm, sft_examples(lm, train_items, get_format(task.prompt_format)),
-                            steps=cfg.lora_steps, rank=cfg.lora_rank, seed=cfg.seed)
-        with lora_adapted(lm, result):
-            plain, _, tokens, _ = _score(run, task, "test", task.prompt_format, None)
-        out.append(_cost(compare_rows("lora", task.name, "test", plain, base_test, steer_test),
-                         result.seconds, result.tokens, result.flops, tokens, fpt))
-        lora_info = {"rank": result.rank, "steps": result.steps, "batch_size": result.batch_size,
-                     "examples": result.examples, "trainable_params": result.trainable_params,
-                     "seconds": result.seconds, "tokens": result.tokens,
-                     "answer_tokens": result.answer_tokens, "flops": result.flops,
-                     "peak_rss_mb": result.peak_rss_mb, "losses": list(result.losses)}
-        say(f"alternatives: LoRA trained in {result.seconds:.1f}s ({result.tokens} tokens, loss "
-            f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f})")
+        lora_row, lora_info = _lora(run, task, base_test, steer_test, fpt)
+        out.append(lora_row)
     write_json(run.dir / ALTERNATIVES_FILE,
                {"task": task.name, "split": "test", "best_prompt": best_prompt, "dev_accuracy": dev_acc,
                 "steered_setting": None if key is None else key._asdict(), "rows": out, "lora": lora_info,
@@ -236,6 +224,41 @@ def stage_alternatives(run: StageRun) -> None:
         say(f"alternatives: {r['method']}: accuracy {100 * r['accuracy']:.1f}% "
             f"(Δ vs base {100 * r['delta_vs_base']:+.1f} points, p = {r['p_vs_base']:.2g})")
     say(f"alternatives: done in {time.perf_counter() - stage_start:.1f}s")
+
+
+def _lora(run: StageRun, task: TaskSpec, base_test: Sequence[ItemResult],
+          steer_test: Sequence[ItemResult] | None, fpt: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """LoRA SFT at each learning rate of ``lora_lrs``, the one with the best dev accuracy (ties:
+    the smaller rate) scored on test: post-training gets a dev selection as steering does. The
+    row's cost is the chosen run's training; ``search_seconds``/``search_flops`` count them all."""
+    cfg, say, lm = run.config, run.say, run.model()
+    train_items = _train_items(task, cfg.n_per_class, cfg.seed)
+    examples = sft_examples(lm, train_items, get_format(task.prompt_format))
+    tried: list[tuple[float, LoraResult, float]] = []
+    for lr in cfg.lora_lrs:
+        say(f"alternatives: LoRA SFT (rank {cfg.lora_rank}, {cfg.lora_steps} steps, lr {lr:g}) on "
+            f"{len(train_items)} {task.name} train examples ...")
+        result = train_lora(lm, examples, steps=cfg.lora_steps, rank=cfg.lora_rank, lr=lr, seed=cfg.seed)
+        with lora_adapted(lm, result):
+            dev, _, _, _ = _score(run, task, "dev", task.prompt_format, None)
+        dev_acc = sum(r.correct for r in dev) / len(dev)
+        tried.append((lr, result, dev_acc))
+        say(f"alternatives: LoRA lr {lr:g}: trained in {result.seconds:.1f}s ({result.tokens} tokens, "
+            f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}), dev accuracy {100 * dev_acc:.1f}%")
+    lr, result, _ = max(tried, key=lambda t: (t[2], -t[0]))
+    with lora_adapted(lm, result):
+        plain, _, tokens, _ = _score(run, task, "test", task.prompt_format, None)
+    row = _cost(compare_rows("lora", task.name, "test", plain, base_test, steer_test),
+                result.seconds, result.tokens, result.flops, tokens, fpt)
+    info = {"rank": result.rank, "steps": result.steps, "batch_size": result.batch_size, "lr": lr,
+            "examples": result.examples, "trainable_params": result.trainable_params,
+            "seconds": result.seconds, "tokens": result.tokens, "answer_tokens": result.answer_tokens,
+            "flops": result.flops, "peak_rss_mb": result.peak_rss_mb, "losses": list(result.losses),
+            "dev_accuracy": {f"{t[0]:g}": t[2] for t in tried},
+            "first_last_loss": {f"{t[0]:g}": [t[1].losses[0], t[1].losses[-1]] for t in tried},
+            "search_seconds": sum(t[1].seconds for t in tried),
+            "search_flops": sum(t[1].flops for t in tried)}
+    return row, info
 
 
 def _train_items(task: TaskSpec, n: int, seed: int) -> list[MCItem]:

@@ -41,6 +41,9 @@ class RunConfig:
     operators: tuple[str, ...] = ("add",)
     unit: str = "kl"  # kl (equal damage, default) | ppl | norm | raw
     damage_cap: float | None = 0.1  # dev selection only where neutral-text KL <= this (None: no cap)
+    # generation tasks: dev selection only where at most this share more answers are unreadable
+    # than unsteered (None: no cap)
+    format_cap: float | None = 0.1
     n_null: int = 3
     tasks: tuple[str, ...] = ("arith_mc", "facts_mc")
     n_dev: int = 32
@@ -54,6 +57,8 @@ class RunConfig:
     fewshot_k: int = 3
     lora_steps: int = 24  # optimiser steps (batch 4) on n_per_class reasoning examples
     lora_rank: int = 8
+    # learning rates tried; the one with the best dev accuracy is tested (as steering's setting is)
+    lora_lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
     shots: int = 0
     task_format: str = "mc_text"
     gen_format: str = "zero_shot"  # for generation tasks (arith_gen)
@@ -87,7 +92,8 @@ PRESETS: dict[str, RunConfig] = {
                       tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
                       gen_format="seed_gsm8k_8shot", max_new_tokens=200, batch_size=8,
                       scan_top=0,  # the scan steers with add; the seed picks among layers
-                      damage_cap=None, baselines=()),  # as published: no damage cap, no alternatives
+                      damage_cap=None, format_cap=None,
+                      baselines=()),  # as published: no damage or format cap, no alternatives
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
     "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1, scan_items=12,
                          neutral_texts=2, analysis_layers=6, batch_size=8,

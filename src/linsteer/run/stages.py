@@ -280,13 +280,14 @@ def stage_report(run: Run) -> None:
         primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
         extraction_seconds=extraction.seconds if extraction else None,
         extraction_tokens=int(extraction.tokens) or None if extraction else None,
-        damage_cap=cfg.damage_cap)
+        damage_cap=cfg.damage_cap, format_cap=cfg.format_cap)
     heads = [headline]
     if headline.best_layer is not None and headline.steered_acc is not None:  # transfer, no reselection
         fixed = SettingKey("real", 0, headline.best_layer, headline.best_operator, headline.best_strength,
                            cfg.unit)
         for other in reasoning[1:]:
             heads.append(headline_from_rows(primary, model=model, task=other, damage_cap=cfg.damage_cap,
+                                            format_cap=cfg.format_cap,
                                             fixed=fixed, memorization_task=headline.memorization_task))
     figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
     figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))

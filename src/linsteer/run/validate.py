@@ -112,6 +112,11 @@ def check_damage(config: RunConfig) -> None:
         if config.unit == "ppl" and any(v <= 0 for v in values):
             raise LinsteerError(f"{key}: with unit ppl strengths are perplexity budgets > 0; "
                                 "use e.g. 0.05,0.1")
+    if config.format_cap is not None:
+        finite([config.format_cap], "format_cap")
+        if not 0 <= config.format_cap <= 1:
+            raise LinsteerError(f"format_cap must be a share of dev answers in [0, 1] (or null for none), "
+                                f"got {config.format_cap}")
     if config.damage_cap is not None:
         finite([config.damage_cap], "damage_cap (--damage-cap)")
         if config.damage_cap <= 0:
@@ -124,6 +129,9 @@ def check_damage(config: RunConfig) -> None:
     at_least(config.fewshot_k, 1, "fewshot_k")
     at_least(config.lora_steps, 1, "lora_steps")
     at_least(config.lora_rank, 1, "lora_rank")
+    if "lora" in config.baselines and (not config.lora_lrs or any(
+            lr <= 0 for lr in finite(config.lora_lrs, "lora_lrs"))):
+        raise LinsteerError(f"lora_lrs must be one or more learning rates > 0, got {list(config.lora_lrs)}")
     if config.n_test_memorization is not None:
         at_least(config.n_test_memorization, 1, "n_test_memorization")
 

@@ -69,6 +69,24 @@ class LayerScan:
     half_best: tuple[int, ...] = ()
     baseline_item_gold_probs: tuple[float, ...] = ()  # unsteered, per dev item
 
+    def subset(self, start: int, stop: int) -> LayerScan:
+        """The scan as if it had read only items ``start:stop`` (means and chosen layer redone from
+        the per-item data; accuracy is not kept per item, so it stays the full scan's)."""
+        n = len(self.baseline_item_gold_probs)
+        if not 0 <= start < stop <= n:
+            raise LinsteerError(f"scan subset {start}:{stop} is outside its {n} items")
+        base = self.baseline_item_gold_probs[start:stop]
+        base_p = _mean(list(base))
+        cells = tuple(replace(c, item_gold_probs=c.item_gold_probs[start:stop],
+                              gold_prob=_mean(list(c.item_gold_probs[start:stop])),
+                              delta_gold_prob=_mean(list(c.item_gold_probs[start:stop])) - base_p)
+                      for c in self.cells)
+        scan = replace(self, n_items=stop - start, baseline_gold_prob=base_p, cells=cells,
+                       baseline_item_gold_probs=base, half_best=())
+        scores = scan.layer_scores()
+        top = sorted(scores, key=lambda k: (-scores[k], k))[:max(1, len(self.chosen))]
+        return replace(scan, chosen=tuple(sorted(top)))
+
     def agreement(self, n_boot: int = 1000, seed: int = 0) -> float | None:
         """How stable the scan's choice is: the share of ``n_boot`` bootstrap resamples of the
         dev items (with replacement) whose best layer, scored as :meth:`layer_scores` scores,
