@@ -60,8 +60,10 @@ def _write_inputs(ws: Path) -> None:
                         ("badunit", "unit: furlongs"),
                         ("badtask", "tasks: [arith_mc, gsm8k=missing/test.jsonl]"),
                         ("badkey", "strenghts: [1.0]"), ("nullstr", "strengths: [.nan]"),
-                        ("memtest", "n_test_memorization: 200")):
+                        ("memtest", "n_test_memorization: 200"), ("badformat", "format_cap: 1.5")):
         (ws / f"{name}.yaml").write_text(TINY + extra + "\n")
+    with_lora = TINY.replace("baselines: []", "baselines: [lora]")
+    (ws / "badlr.yaml").write_text(with_lora + "lora_lrs: [0.0003, 0.0]\n")
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("strength-nan-in-config", ["run", "--model", "model", "--config", "nullstr.yaml"],
      "not a finite number"),
     ("strengths-garbage", [*RUN, "--strengths", "a,b"], "bad --strengths"),
+    ("lora-rate-zero", ["run", "--model", "model", "--config", "badlr.yaml"], "lora_lrs must be"),
+    ("format-cap-above-one", ["run", "--model", "model", "--config", "badformat.yaml"],
+     "format_cap must be a share"),
     # paths
     ("runs-below-a-file", [*RUN, "--runs", "afile/runs"], "afile is a file"),
     ("run-dir-is-a-file", [*RUN, "--run-dir", "afile"], "is a file, not a directory"),
