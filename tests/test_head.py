@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from archs import arch_lm
-from linsteer.model.head import contiguous_head, head_logits, output_head
+from linsteer.model.head import HeadOutput, contiguous_head, head_logits, output_head
 
 
 def test_head_logits_are_the_models_own_logits_softcap_included() -> None:
@@ -53,3 +53,35 @@ def test_contiguous_head_feeds_a_frozen_head_a_contiguous_input_and_leaves_no_ho
     assert not plain_contiguous and fixed_contiguous  # logits_to_keep slices; inside, it is copied
     torch.testing.assert_close(plain, fixed)
     assert not head._forward_pre_hooks  # removed on exit: the model as it was
+
+
+def test_blocked_reduce_equals_the_materialised_logits_softcap_included() -> None:
+    """``HeadOutput.reduce`` (the head block by block over vocabulary and positions) gives the
+    logsumexp, the chosen logits and the cross term of the full logits, with a soft cap."""
+    lm = arch_lm("gemma3")
+    head = output_head(lm.model)
+    assert head is not None and head.weight.shape[0] > 40  # type: ignore[union-attr]
+    lm.model.config.final_logit_softcapping = 3.0  # type: ignore[union-attr]
+    try:
+        gen = torch.Generator().manual_seed(0)
+        hidden = torch.randn(3, 7, int(head.weight.shape[1]), generator=gen)  # type: ignore[union-attr]
+        out = HeadOutput(lm, hidden=hidden)
+        full = out.logits().reshape(21, -1)
+        vocab = full.shape[-1]
+        pos = torch.randint(0, 21, (30,), generator=gen)
+        tok = torch.randint(0, vocab, (30,), generator=gen)
+        probs = torch.softmax(torch.randn(5, vocab, generator=gen), -1)
+        index = torch.randint(0, 5, (21,), generator=gen)
+        got = out.reduce(pos, tok, probs, index, vocab_block=13, position_block=4)
+        assert got.cross is not None
+        torch.testing.assert_close(got.lse, torch.logsumexp(full, -1))
+        torch.testing.assert_close(got.picked, full[pos, tok])
+        torch.testing.assert_close(got.cross, (full * probs[index]).sum(-1))
+        # the materialised path (logits given) answers the same
+        again = HeadOutput(full=full).reduce(pos, tok, probs, index)
+        assert again.cross is not None
+        torch.testing.assert_close(again.lse, got.lse)
+        torch.testing.assert_close(again.picked, got.picked)
+        torch.testing.assert_close(again.cross, got.cross)
+    finally:
+        lm.model.config.final_logit_softcapping = None  # type: ignore[union-attr]

@@ -41,7 +41,7 @@ from linsteer.results.selection import headline_from_rows
 from linsteer.results.stats import mcnemar_exact, paired_diff_ci, proportion
 from linsteer.results.table import CellRow, summarize
 from linsteer.run.config import RunConfig, sweep_spec
-from linsteer.score.mc import item_rows, score_mc
+from linsteer.score.mc import item_rows, mc_rows, score_mc
 from linsteer.score.records import ItemResult
 from linsteer.score.replay import Replayer
 from linsteer.steer.setting import Setting, SettingKey
@@ -51,6 +51,7 @@ from linsteer.sweep.tasks import TaskSpec
 from linsteer.train.lora import LoraResult, lora_adapted, sft_examples, train_lora
 
 ALTERNATIVES_FILE = "alternatives.json"
+RESCORE_CHECK = 16  # test items the stage re-scores unsteered to check it scores as the sweep did
 _LORA_SEED_OFFSET = 7_919  # the LoRA training items: another draw from the train pool than the shots
 
 
@@ -185,8 +186,13 @@ def stage_alternatives(run: StageRun) -> None:
     if base_test is None:
         raise LinsteerError(f"alternatives: no stored baseline for {task.name}/test; run the sweep first")
     steer_cost = (extraction.seconds, extraction.tokens, extraction.flops) if extraction else (0.0, 0, 0.0)
-    rescored, _, base_tokens, _ = _score(run, task, "test", task.prompt_format, None)
-    if sorted((r.item_id, r.correct) for r in rescored) != sorted((r.item_id, r.correct) for r in base_test):
+    test_items = task.items("test")
+    base_tokens = sum(len(r.ids) for r in mc_rows(lm, test_items, task.prompt_format, tree=True))
+    first = test_items[:RESCORE_CHECK]  # scored again: this stage scores as the sweep did
+    check = item_rows(first, score_mc(lm, first, [], prompt_format=task.prompt_format,
+                                      batch_size=cfg.batch_size).base)
+    stored = {r.item_id: r.correct for r in base_test}
+    if any(stored.get(r.item_id) != r.correct for r in check):
         say("alternatives: warning: re-scoring the base here disagrees with the stored base")
     out.append(_cost(compare_rows("base", task.name, "test", base_test, base_test, steer_test),
                      0.0, 0, 0.0, base_tokens, fpt))

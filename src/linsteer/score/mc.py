@@ -10,7 +10,7 @@ models: equal-length batches only). :func:`score_mc` scores task items in a prom
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, NamedTuple
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import Batch, batches_by_length, left_pad, tokenize
 from linsteer.generate.eager import encode_texts
+from linsteer.model.head import HeadOutput
 from linsteer.model.layers import is_recurrent
 from linsteer.model.load import LoadedModel, wrap_model
 from linsteer.prompts.formats import PromptFormat, get_format
@@ -170,12 +171,37 @@ def mc_batch(rows: Sequence[MCRow], pad_id: int) -> Batch:
     return batch
 
 
-def _slot_scorer(
-    rows: Sequence[MCRow],
-) -> tuple[int, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-    """The logits window (last positions), which of its positions predict an option token, and a
-    scorer giving each row's option log-likelihoods ``[rows, max options per row]`` from the
-    logits of the selected positions (see :mod:`linsteer.score.replay`)."""
+@dataclass(frozen=True)
+class SlotScorer:
+    """Each row's option log-likelihoods ``[copies * rows, max options per row]`` from the head
+    at the selected positions (see :mod:`linsteer.score.replay`): a token's log-probability is its
+    logit minus its position's ``logsumexp``, both from one blocked pass over the vocabulary."""
+
+    n_rows: int
+    n_sel: int
+    slots: int
+    entries: torch.Tensor  # [entries, 4]: (row, slot, window position, token)
+    flat: torch.Tensor  # each entry's rank among the selected positions
+
+    def from_head(self, out: HeadOutput) -> torch.Tensor:
+        copies = out.shape[0] // self.n_sel
+        at = torch.cat([self.flat + c * self.n_sel for c in range(copies)])
+        tokens = self.entries[:, 3].repeat(copies)
+        reduced = out.reduce(at, tokens)
+        picked = (reduced.picked - reduced.lse[at]).cpu()
+        result = torch.zeros(copies * self.n_rows, self.slots)
+        rows = torch.cat([self.entries[:, 0] + c * self.n_rows for c in range(copies)])
+        result.index_put_((rows, self.entries[:, 1].repeat(copies)), picked, accumulate=True)
+        return result
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """The same from logits already computed (``[copies * selected, V]``)."""
+        return self.from_head(HeadOutput(full=logits))
+
+
+def _slot_scorer(rows: Sequence[MCRow]) -> tuple[int, torch.Tensor, SlotScorer]:
+    """The logits window (last positions), which of its positions predict an option token, and
+    the scorer of those positions."""
     n_last = max(len(r.ids) - r.prompt_len + 1 for r in rows)
     slots = max(len(r.options) for r in rows)
     select = torch.zeros((len(rows), n_last), dtype=torch.bool)
@@ -192,19 +218,7 @@ def _slot_scorer(
     rank[select] = torch.arange(int(select.sum()))
     idx = torch.tensor(entries, dtype=torch.long)
     flat = rank[idx[:, 0], idx[:, 2]]
-    n_rows, n_sel = len(rows), int(select.sum())
-
-    def score(logits: torch.Tensor) -> torch.Tensor:
-        copies = logits.shape[0] // n_sel
-        norm = torch.logsumexp(logits.float(), dim=-1)
-        out = torch.zeros(copies * n_rows, slots)
-        for c in range(copies):
-            at = (flat + c * n_sel).to(logits.device)
-            picked = logits[at, idx[:, 3].to(logits.device)].float() - norm[at]
-            out.index_put_((idx[:, 0] + c * n_rows, idx[:, 1]), picked.cpu(), accumulate=True)
-        return out
-
-    return n_last, select, score
+    return n_last, select, SlotScorer(len(rows), int(select.sum()), slots, idx, flat)
 
 
 class MCScores(NamedTuple):

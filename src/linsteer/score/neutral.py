@@ -10,6 +10,7 @@ from importlib.resources import files
 import torch
 
 from linsteer.extract.read import Batch, left_pad, tokenize
+from linsteer.model.head import HeadOutput
 from linsteer.model.load import LoadedModel
 from linsteer.score.replay import Replayer
 from linsteer.steer.setting import Setting
@@ -46,23 +47,34 @@ class _NeutralScorer:
     base_neg_entropy: torch.Tensor | None = None
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.from_head(HeadOutput(full=logits))
+
+    def from_head(self, out: HeadOutput) -> torch.Tensor:
         batch = self.ids.shape[0]
-        x = logits[:, :-1].float()
-        x = x.view(x.shape[0] // batch, batch, *x.shape[1:])  # [copies, batch, T-1, V]
-        tgt = self.ids[:, 1:].to(x.device)
-        valid = (self.mask[:, 1:] * self.mask[:, :-1]).bool().to(x.device)  # skip pads
-        lse = torch.logsumexp(x, dim=-1)
-        picked = x.gather(-1, tgt.expand(x.shape[0], -1, -1).unsqueeze(-1)).squeeze(-1)
-        nll = ((lse - picked) * valid).sum(-1)
+        head = out.map(lambda t: t[:, :-1])  # position t predicts token t + 1
+        copies, width = head.shape[0] // batch, head.shape[1]
+        tgt = self.ids[:, 1:]
+        valid = (self.mask[:, 1:] * self.mask[:, :-1]).bool()  # skip pads
         if self.base_p is None or self.base_neg_entropy is None:
-            logp = x[0] - lse[0].unsqueeze(-1)
-            self.base_p = logp.exp()
-            self.base_neg_entropy = (self.base_p * logp).sum(-1)
-            kl = torch.zeros_like(nll)
-        else:
-            cross = torch.einsum("cbtv,btv->cbt", x, self.base_p)
-            kl = ((self.base_neg_entropy - cross + lse) * valid).sum(-1)
-        return torch.stack([nll.reshape(-1), kl.reshape(-1)], dim=-1).cpu()
+            x = head.logits()
+            lse = torch.logsumexp(x, dim=-1)
+            picked = x.gather(-1, tgt.to(x.device).unsqueeze(-1)).squeeze(-1)
+            logp = x - lse.unsqueeze(-1)
+            self.base_p = logp.exp().reshape(batch * width, -1)
+            self.base_neg_entropy = (self.base_p * logp.reshape(batch * width, -1)).sum(-1).cpu()
+            nll = ((lse.cpu() - picked.cpu()) * valid).sum(-1).repeat(copies)
+            return torch.stack([nll, torch.zeros_like(nll)], dim=-1)
+        n = copies * batch * width
+        positions = torch.arange(n)
+        reduced = head.reduce(positions, tgt.reshape(-1).repeat(copies), self.base_p,
+                              positions % (batch * width))
+        assert reduced.cross is not None
+        shape = (copies, batch, width)
+        lse, picked = reduced.lse.cpu().view(shape), reduced.picked.cpu().view(shape)
+        cross = reduced.cross.cpu().view(shape)
+        nll = ((lse - picked) * valid).sum(-1)
+        kl = ((self.base_neg_entropy.view(batch, width) - cross + lse) * valid).sum(-1)
+        return torch.stack([nll.reshape(-1), kl.reshape(-1)], dim=-1)
 
 
 def neutral_effects(

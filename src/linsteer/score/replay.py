@@ -29,14 +29,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 from torch import nn
 
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import Batch
-from linsteer.model.head import contiguous_head, head_logits, output_head
+from linsteer.model.head import HeadOutput, contiguous_head, output_head
 from linsteer.model.layers import hidden_of, is_recurrent
 from linsteer.model.load import LoadedModel
 from linsteer.steer.hooks import Steer, apply_steering, steering
@@ -48,7 +48,22 @@ from linsteer.steer.setting import LIREFS, Setting
 # of conditions. It gets the logits of the last ``n_last`` positions, ``[R, n_last, V]``, or, when
 # ``run`` is given a ``select`` mask ``[rows, n_last]``, only the selected positions, row-major
 # and copy after copy, ``[copies * selected, V]`` (the LM head is then applied nowhere else).
+# A :class:`HeadScorer` gets the same positions as a :class:`~linsteer.model.head.HeadOutput`
+# instead, so it can reduce the head block by block without materialising the logits.
 Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+class HeadScorer(Protocol):
+    """A scorer that reads the head through :class:`~linsteer.model.head.HeadOutput`."""
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+    def from_head(self, out: HeadOutput) -> torch.Tensor: ...
+
+
+def _score(scorer: Scorer | HeadScorer, out: HeadOutput) -> torch.Tensor:
+    from_head = getattr(scorer, "from_head", None)
+    return from_head(out) if callable(from_head) else scorer(out.logits())
 
 
 class _Stop(Exception):
@@ -160,19 +175,19 @@ class Replayer:
         return self._replay_ok
 
     def _logits(self, hidden: torch.Tensor, n_last: int, select: torch.Tensor | None = None,
-                copies: int = 1) -> torch.Tensor:
-        """Logits of a block stack's output: the model's final modules, then its head, on the last
-        ``n_last`` positions (only the ``select`` ed ones, per copy of the batch)."""
+                copies: int = 1) -> HeadOutput:
+        """The head on a block stack's output: the model's final modules, then its head, on the
+        last ``n_last`` positions (only the ``select`` ed ones, per copy of the batch)."""
         assert self._post is not None
         h = hidden[:, -n_last:]
         if select is not None:
             h = h[select.to(h.device).repeat(copies, 1)]
         for module in self._post:
             h = module(h)
-        return head_logits(self.lm, h)
+        return HeadOutput(self.lm, hidden=h)
 
     def _base_pass(self, batch: Batch, first_layer: int, n_last: int,
-                   select: torch.Tensor | None = None) -> tuple[_Capture, torch.Tensor]:
+                   select: torch.Tensor | None = None) -> tuple[_Capture, HeadOutput]:
         """Run the batch unsteered; record block inputs from ``first_layer`` on, and the logits
         of the last ``n_last`` positions (only the ``select`` ed ones): the forward stops at the
         LM head, which then runs on those positions alone."""
@@ -208,11 +223,10 @@ class Replayer:
             for handle in hooks:
                 handle.remove()
         last = final[0][:, -n_last:]
-        with torch.inference_mode():
-            return cap, head_logits(self.lm, last if select is None else last[select.to(last.device)])
+        return cap, HeadOutput(self.lm, hidden=last if select is None else last[select.to(last.device)])
 
     def _tail(self, cap: _Capture, layer: int, hidden: torch.Tensor, copies: int,
-              n_last: int, select: torch.Tensor | None = None) -> torch.Tensor:
+              n_last: int, select: torch.Tensor | None = None) -> HeadOutput:
         batch = cap.outputs[layer].shape[0]
         h = hidden
         with torch.inference_mode():
@@ -229,19 +243,22 @@ class Replayer:
             return self._logits(h, n_last, select, copies)
 
     def _self_check(self, batch: Batch, n_last: int) -> bool:
-        """On the batch's first two rows: the logits of the model's own forward equal both the
-        base pass's (the head run by :func:`linsteer.model.head.head_logits`) and a replayed
-        unsteered tail from the middle layer's output."""
+        """On the batch's first two rows, at their last four positions: the logits of the model's
+        own forward equal both the base pass's (the head run by
+        :func:`linsteer.model.head.head_logits`) and a replayed unsteered tail from the middle
+        layer's output."""
         if is_recurrent(self.lm.model) or output_head(self.lm.model) is None:
             return False
         try:
             small = _first_rows(batch, 2)
             self._post = _post_block_modules(self.lm, small)
+            keep = min(n_last, 4)  # the head on a few positions: as telling, and cheap on a 262k vocabulary
             with torch.inference_mode():
-                ref = self.lm.model(**_forward_kwargs(self.lm, small, n_last)).logits[:, -n_last:].float()
+                ref = self.lm.model(**_forward_kwargs(self.lm, small, keep)).logits[:, -keep:].float()
             layer = self.lm.n_layers // 2
-            cap, base = self._base_pass(small, layer, n_last)
-            mine = self._tail(cap, layer, cap.outputs[layer], 1, n_last)
+            cap, base_head = self._base_pass(small, layer, keep)
+            mine = self._tail(cap, layer, cap.outputs[layer], 1, keep).logits()
+            base = base_head.logits()
             scale = float(ref.abs().max()) + 1e-6
             return bool(max(float((mine - ref).abs().max()), float((base - ref).abs().max())) / scale < 1e-3)
         except (TypeError, RuntimeError, ValueError, AttributeError):
@@ -252,7 +269,7 @@ class Replayer:
         batch: Batch,
         settings: Sequence[Setting],
         n_last: int,
-        scorer: Scorer,
+        scorer: Scorer | HeadScorer,
         select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Score the unsteered batch and every setting on it.
@@ -273,13 +290,13 @@ class Replayer:
             return self._run_replay(batch, settings, n_last, scorer, select)
 
     def _run_replay(
-        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
+        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer | HeadScorer,
         select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The replay engine (see the module docstring), after its self-check passed."""
         first = min((s.layer for s in settings), default=self.lm.n_layers - 1)
         cap, logits = self._base_pass(batch, first, n_last, select)
-        base = scorer(logits)
+        base = _score(scorer, logits)
         results: list[torch.Tensor | None] = [None] * len(settings)
         rows = batch.input_ids.shape[0]
         mask = batch.attention_mask.to(self.lm.device).bool()
@@ -310,13 +327,13 @@ class Replayer:
                         part = apply_operator(expanded[sl], units[sl], strengths[sl],
                                               settings[i].operator, keep[sl])
                         steered = torch.cat([steered[: j * rows], part, steered[(j + 1) * rows:]])
-                scores = scorer(self._tail(cap, layer, steered, copies, n_last, select))
+                scores = _score(scorer, self._tail(cap, layer, steered, copies, n_last, select))
                 for j, i in enumerate(chunk):
                     results[i] = scores[j * rows: (j + 1) * rows]
         return base, [r for r in results if r is not None]
 
     def _run_rows(
-        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
+        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer | HeadScorer,
         select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The rows engine: every condition as one copy of the batch, as many copies per steered
@@ -357,12 +374,12 @@ class Replayer:
                     handle.remove()
             picked = _selected(out.logits[:, -n_last:].float(),
                                None if select is None else select.repeat(copies, 1))
-            result = scorer(picked)
+            result = _score(scorer, HeadOutput(full=picked))
             scores += [result[j * rows: (j + 1) * rows] for j in range(copies)]
         return scores[0], scores[1:]
 
     def _run_full(
-        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer,
+        self, batch: Batch, settings: Sequence[Setting], n_last: int, scorer: Scorer | HeadScorer,
         select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The reference path: one full steered forward per setting (also the fallback)."""
@@ -371,7 +388,7 @@ class Replayer:
         def forward() -> torch.Tensor:
             with torch.inference_mode():
                 out = self.lm.model(**kwargs)
-            return scorer(_selected(out.logits[:, -n_last:].float(), select))
+            return _score(scorer, HeadOutput(full=_selected(out.logits[:, -n_last:].float(), select)))
 
         base = forward()
         results = []
