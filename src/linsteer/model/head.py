@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -193,3 +193,19 @@ class HeadOutput:
                 run_max = new_max
             lse[p0:p1] = run_max + torch.log(run_sum)
         return Reduced(lse, picked, cross)
+
+
+class HeadScorer(Protocol):
+    """A scorer that reads the head through :class:`HeadOutput` (``from_head``), and the same
+    from logits already computed (``__call__``)."""
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+    def from_head(self, out: HeadOutput) -> torch.Tensor: ...
+
+
+def score_head(scorer: Callable[[torch.Tensor], torch.Tensor] | HeadScorer, out: HeadOutput) -> torch.Tensor:
+    """``scorer`` on the head at ``out``: through ``from_head`` where it has one, else on the
+    materialised logits."""
+    from_head = getattr(scorer, "from_head", None)
+    return from_head(out) if callable(from_head) else scorer(out.logits())

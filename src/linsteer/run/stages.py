@@ -35,6 +35,7 @@ from linsteer.results.selection import headline_from_rows
 from linsteer.results.table import CellRow, Row, summarize
 from linsteer.run.alternatives import read_alternatives, stage_alternatives
 from linsteer.run.config import RunConfig, sweep_spec
+from linsteer.run.estimate import estimate_run
 from linsteer.run.lock import run_lock
 from linsteer.run.rundir import config_text, differing_keys
 from linsteer.run.validate import model_n_layers, validate_config
@@ -131,6 +132,8 @@ def load(run: Run) -> LoadedModel:
         run.phase("load", time.perf_counter() - start, 0, 0.0)
         say(f"loaded {run.lm.name}: {run.lm.n_layers} layers, hidden size {run.lm.hidden_size}, "
             f"{str(run.lm.dtype).replace('torch.', '')}, fingerprint {run.lm.fingerprint}")
+        if lm.device.type == "cpu":
+            say(estimate_run(run.config, lm).line())
     return run.lm
 
 
@@ -206,6 +209,8 @@ def plan_sweep(run: Run) -> tuple[list[Control], SweepSpec]:
             chosen = stage_scan(run.dir, load(run), controls, spec.tasks, strengths=cfg.scan_strengths,
                                 unit=spec.unit, top=cfg.scan_top, batch_size=spec.batch_size,
                                 say=run.say, n_items=cfg.scan_items)
+            if chosen and run.lm is not None and run.lm.device.type == "cpu":
+                run.say(estimate_run(cfg, run.lm, chosen).line(None))
         spec = replace(spec, layers=chosen or spec.layers)
     return controls, spec
 

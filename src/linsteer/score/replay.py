@@ -29,14 +29,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from linsteer.errors import LinsteerError
 from linsteer.extract.read import Batch
-from linsteer.model.head import HeadOutput, contiguous_head, output_head
+from linsteer.model.head import HeadOutput, HeadScorer, contiguous_head, output_head, score_head
 from linsteer.model.layers import hidden_of, is_recurrent
 from linsteer.model.load import LoadedModel
 from linsteer.steer.hooks import Steer, apply_steering, steering
@@ -48,22 +48,9 @@ from linsteer.steer.setting import LIREFS, Setting
 # of conditions. It gets the logits of the last ``n_last`` positions, ``[R, n_last, V]``, or, when
 # ``run`` is given a ``select`` mask ``[rows, n_last]``, only the selected positions, row-major
 # and copy after copy, ``[copies * selected, V]`` (the LM head is then applied nowhere else).
-# A :class:`HeadScorer` gets the same positions as a :class:`~linsteer.model.head.HeadOutput`
+# A :class:`~linsteer.model.head.HeadScorer` gets the same positions as a ``HeadOutput``
 # instead, so it can reduce the head block by block without materialising the logits.
 Scorer = Callable[[torch.Tensor], torch.Tensor]
-
-
-class HeadScorer(Protocol):
-    """A scorer that reads the head through :class:`~linsteer.model.head.HeadOutput`."""
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor: ...
-
-    def from_head(self, out: HeadOutput) -> torch.Tensor: ...
-
-
-def _score(scorer: Scorer | HeadScorer, out: HeadOutput) -> torch.Tensor:
-    from_head = getattr(scorer, "from_head", None)
-    return from_head(out) if callable(from_head) else scorer(out.logits())
 
 
 class _Stop(Exception):
@@ -296,7 +283,7 @@ class Replayer:
         """The replay engine (see the module docstring), after its self-check passed."""
         first = min((s.layer for s in settings), default=self.lm.n_layers - 1)
         cap, logits = self._base_pass(batch, first, n_last, select)
-        base = _score(scorer, logits)
+        base = score_head(scorer, logits)
         results: list[torch.Tensor | None] = [None] * len(settings)
         rows = batch.input_ids.shape[0]
         mask = batch.attention_mask.to(self.lm.device).bool()
@@ -327,7 +314,7 @@ class Replayer:
                         part = apply_operator(expanded[sl], units[sl], strengths[sl],
                                               settings[i].operator, keep[sl])
                         steered = torch.cat([steered[: j * rows], part, steered[(j + 1) * rows:]])
-                scores = _score(scorer, self._tail(cap, layer, steered, copies, n_last, select))
+                scores = score_head(scorer, self._tail(cap, layer, steered, copies, n_last, select))
                 for j, i in enumerate(chunk):
                     results[i] = scores[j * rows: (j + 1) * rows]
         return base, [r for r in results if r is not None]
@@ -374,7 +361,7 @@ class Replayer:
                     handle.remove()
             picked = _selected(out.logits[:, -n_last:].float(),
                                None if select is None else select.repeat(copies, 1))
-            result = _score(scorer, HeadOutput(full=picked))
+            result = score_head(scorer, HeadOutput(full=picked))
             scores += [result[j * rows: (j + 1) * rows] for j in range(copies)]
         return scores[0], scores[1:]
 
@@ -388,7 +375,7 @@ class Replayer:
         def forward() -> torch.Tensor:
             with torch.inference_mode():
                 out = self.lm.model(**kwargs)
-            return _score(scorer, HeadOutput(full=_selected(out.logits[:, -n_last:].float(), select)))
+            return score_head(scorer, HeadOutput(full=_selected(out.logits[:, -n_last:].float(), select)))
 
         base = forward()
         results = []
