@@ -16,7 +16,7 @@ from linsteer.sweep.tasks import benchmark_of
 
 # the report's own tables wrap their text cells (the page is ~1,000 px; long names would run off it)
 FAMILY_CSS = ("<style>#tables table{display:table;width:100%}#tables th,#tables td{white-space:normal}"
-              "#tables td{overflow-wrap:anywhere}</style>")
+              "#tables td{overflow-wrap:break-word}</style>")
 SEED_CLAIM = "weeks of post-training"  # the seed's statement of what the siblings cost
 
 

@@ -46,9 +46,9 @@ def member_accuracy_figure(panels: Sequence[TaskPanel]) -> Figure:
     bar, the null directions' range of the steered base shaded, the unsteered base dashed."""
     if not panels:
         raise LinsteerError("no task panels to draw: the family comparison scored no shared test items")
-    rows = max(len(p.bars) for p in panels)
-    fig = new_figure(1.2 + 0.36 * rows, width=FIG_WIDTH)
-    axes = fig.subplots(1, len(panels), sharey=False, squeeze=False)[0]
+    heights = [0.8 + 0.3 * len(p.bars) for p in panels]  # panels stacked, one task a row
+    fig = new_figure(0.6 + sum(heights), width=FIG_WIDTH)
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, panel in zip(axes, panels, strict=True):
         ys = list(range(len(panel.bars)))[::-1]  # the first condition on top
         if panel.null_range is not None:
@@ -105,7 +105,7 @@ def member_profile_figure(profiles: Mapping[str, Profile], gains: Mapping[str, M
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
     ax_sep.set_ylabel("held-out probe accuracy", fontsize=8)
-    ax_sep.set_title("Separability of reasoning vs memorization (dotted: shuffled labels)", fontsize=9)
+    ax_sep.set_title("Probe separability (dotted: shuffled labels)", fontsize=9)
     ax_gain.axhline(0.0, color="#000000", linewidth=0.8)
     ax_gain.set_ylabel("Δ gold-option prob., real − mean null", fontsize=8)
     ax_gain.set_title("Steering gain per layer (dev scan)", fontsize=9)

@@ -50,7 +50,7 @@ from linsteer.results.selection import Headline
 from linsteer.results.table import summarize
 from linsteer.run.alternatives import compare_rows, read_alternatives, stored_items
 from linsteer.run.compare import similarity_figures
-from linsteer.run.config import RunConfig, make_config, sweep_spec
+from linsteer.run.config import RunConfig, make_config, sweep_spec, with_data
 from linsteer.run.lock import run_lock
 from linsteer.run.rundir import new_run_dir
 from linsteer.run.stages import Run, Say, plan_sweep, run_all, stage_extract
@@ -216,7 +216,7 @@ def family_compare(spec: str, preset: str, config_file: str | None, runs_root: P
                    overrides: dict[str, Any] | None = None, root: Path | None = None) -> Path:
     """Run the family comparison; return the report's path (``root``: an earlier one to resume)."""
     family = parse_family(spec)
-    base_config = make_config(preset, config_file, overrides)
+    base_config = with_data(make_config(preset, config_file, overrides), preset)  # --preset seed: its files
     configs = {role: validate_config(replace(base_config, model=model))  # every member, before any work
                for role, model in family.items()}
     root = root or new_run_dir(runs_root, "family")
