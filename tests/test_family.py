@@ -15,7 +15,7 @@ from archs import arch_model
 from helpers import one_line_error
 from linsteer.cli.main import main
 from linsteer.errors import LinsteerError
-from linsteer.run.family import MEMBERS_TABLE, SEED_TABLE, parse_family
+from linsteer.run.family import MEMBERS_TABLE, SEED_TABLE, SIMILARITY_TABLE, parse_family
 from linsteer.score.records import ItemResult
 from linsteer.sweep.store import ResultStore, store_path
 from tiny import tiny_tokenizer
@@ -104,12 +104,13 @@ def test_family_report_tables_and_figures(family_report: Path) -> None:
     sibling = next(r for m, r in seed.items() if m.startswith("instruct"))
     assert "not measured" in sibling["resources"] and sibling["time to obtain"] == "not measured"
     assert set(seed) == {r["condition"] for r in table}  # every measured row is in the seed's table
-    similarity = {r["pair"]: r for r in results["tables"]["Similarity of the members (same contrast prompts)"]}
+    similarity = {r["pair"]: r for r in results["tables"][SIMILARITY_TABLE]}
     assert similarity["base vs instruct"]["direction cosine, mean over layers"] == "different widths"
     assert similarity["base vs reasoning"]["direction cosine, mean over layers"] != "different widths"
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(not CHROMIUM.exists(),
+                    reason="/usr/bin/chromium is not installed (apt-get install chromium)")
 def test_family_report_renders_in_chromium(family_report: Path, tmp_path: Path) -> None:
     page = family_report.read_text().replace(
         "style-src 'unsafe-inline'", "style-src 'unsafe-inline'; script-src 'unsafe-inline'", 1)

@@ -65,6 +65,7 @@ from linsteer.sweep.tasks import is_generative
 ROLES = ("base", "instruct", "reasoning")
 MEMBERS_TABLE = "Steered base vs unsteered siblings and the alternatives (test split, same items)"
 SEED_TABLE = "Cost-benefit (the seed's table, measured)"
+SIMILARITY_TABLE = "Similarity of the members (same contrast prompts)"
 
 
 def parse_family(spec: str) -> dict[str, str]:
@@ -259,7 +260,7 @@ def family_compare(spec: str, preset: str, config_file: str | None, runs_root: P
     cosines = {p.name: p.cosine for p in pairs if p.cosine is not None}
     tables = [(MEMBERS_TABLE, member_table(rows)), (SEED_TABLE, seed_table(rows, cost, tasks)),
               ("What each member's part of this run took", cost_table(cost)),
-              ("Similarity of the members (same contrast prompts)", similarity_table(cka_rows, cosines))]
+              (SIMILARITY_TABLE, similarity_table(cka_rows, cosines))]
     extra = {"family": {"members": family, "tasks": [task_label(t) for t in tasks], "rows": rows,
                         "cost": list(cost.values()), "similarity": cka_rows, "cosines": cosines,
                         "profiles": {role: p.rows() for role, p in profiles.items()}},
