@@ -17,6 +17,7 @@ from linsteer.sweep.tasks import benchmark_of
 # the report's own tables wrap their text cells (the page is ~1,000 px; long names would run off it)
 FAMILY_CSS = ("<style>#tables table{display:table;width:100%}#tables th,#tables td{white-space:normal}"
               "#tables td{overflow-wrap:break-word}</style>")
+_GENERATION_COLUMNS = ("unreadable answers", "mean generated tokens")
 SEED_CLAIM = "weeks of post-training"  # the seed's statement of what the siblings cost
 
 
@@ -73,8 +74,8 @@ def _amount(tokens: Any, flops: Any) -> str:
 
 
 def member_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per task and condition: accuracy, the paired difference to the steered base, unreadable
-    answers and chain length (generation tasks)."""
+    """Per task and condition: accuracy, the paired differences to the unsteered and the steered
+    base, and (with a generation task) the share of unreadable answers and the chain's length."""
     out = []
     for r in rows:
         steered = r["method"] == "steered"
@@ -90,6 +91,8 @@ def member_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "mean generated tokens": ("—" if r.get("mean_generated_tokens") is None
                                       else f"{r['mean_generated_tokens']:.0f}"),
         })
+    if all(r.get("unreadable") is None for r in rows):  # multiple choice only: no generation columns
+        out = [{k: v for k, v in row.items() if k not in _GENERATION_COLUMNS} for row in out]
     return out
 
 
