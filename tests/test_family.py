@@ -188,3 +188,12 @@ def test_family_refuses_a_sibling_scored_on_other_items(tmp_path: Path, monkeypa
     key = family.SettingKey("real", 0, 1, "add", 1.0, "norm")
     with pytest.raises(LinsteerError, match="sibling:instruct: scored other items than the base"):
         family.family_rows(runs, {"base": "a", "instruct": "b"}, key, ["arith_gen"])
+
+
+def test_family_refuses_a_bad_sibling_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    spec = _family(tmp_path, {"base": (32, 3)}) + f",instruct={tmp_path / 'missing'}"
+    assert main(["compare", "--family", spec, "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("linsteer: error: unknown model") and str(tmp_path / "missing") in err[-1]
+    assert not (tmp_path / "runs").exists()  # nothing written, the base not even started
