@@ -69,7 +69,8 @@ def family_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp_path = tmp_path_factory.mktemp("family")
     # base and reasoning share a width (cosines), instruct is wider and deeper (CKA only)
     spec = _family(tmp_path, {"base": (32, 3), "instruct": (48, 4), "reasoning": (32, 3)})
-    (tmp_path / "c.yaml").write_text(CONFIG + "layers: [1]\n")
+    config = CONFIG.replace("baselines: []", "baselines: [prompt]")  # alternatives on the base
+    (tmp_path / "c.yaml").write_text(config + "layers: [1]\n")
     assert main(["compare", "--family", spec, "--config", str(tmp_path / "c.yaml"),
                  "--runs", str(tmp_path / "runs"), "--quiet"]) == 0
     return next((tmp_path / "runs").glob("*family*/report.html"))
@@ -78,8 +79,13 @@ def family_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_family_report_tables_and_figures(family_report: Path) -> None:
     results = json.loads((family_report.parent / "results.json").read_text())
     rows = [r for r in results["family"]["rows"] if r["task"] == "arith_mc"]
-    assert [r["method"] for r in rows] == ["base", "steered", "sibling:instruct", "sibling:reasoning"]
-    for row in rows[2:]:
+    members = ["base", "steered", "sibling:instruct", "sibling:reasoning"]
+    assert [r["method"] for r in rows][:4] == members
+    alternatives = [r["method"] for r in rows[4:]]  # the base's alternatives on the same items
+    assert alternatives and all(m.startswith(("prompt:", "steer+prompt:")) for m in alternatives)
+    assert len({r["items_sha256"] for r in rows}) == 1
+    assert [r["method"] for r in results["family"]["rows"] if r["task"] == "facts_mc"] == members
+    for row in rows[2:4]:
         assert row["n"] == 6 and 0.0 <= row["p_vs_steered"] <= 1.0
         assert row["ci_lo"] <= row["accuracy"] <= row["ci_hi"]
     titles = [f["title"] for f in results["figures"]]
@@ -104,6 +110,7 @@ def test_family_report_tables_and_figures(family_report: Path) -> None:
     sibling = next(r for m, r in seed.items() if m.startswith("instruct"))
     assert "not measured" in sibling["resources"] and sibling["time to obtain"] == "not measured"
     assert set(seed) == {r["condition"] for r in table}  # every measured row is in the seed's table
+    assert seed[f"base + {alternatives[0]}"]["resources"] == "none (a prompt)"
     similarity = {r["pair"]: r for r in results["tables"][SIMILARITY_TABLE]}
     assert similarity["base vs instruct"]["direction cosine, mean over layers"] == "different widths"
     assert similarity["base vs reasoning"]["direction cosine, mean over layers"] != "different widths"

@@ -128,8 +128,14 @@ def _resources(r: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, str]:
     if method.startswith("sibling:"):
         return {"resources": f"post-training by its makers, not measured here (the seed: {SEED_CLAIM})",
                 "time to obtain": "not measured"}
-    return {"resources": _amount(r.get("tokens"), r.get("flops")) if r.get("tokens") else "none (a prompt)",
-            "time to obtain": _seconds(r.get("seconds")) if r.get("seconds") else "—"}
+    amount = _amount(r.get("tokens"), r.get("flops"))
+    if method.startswith("steer+"):
+        resources = f"the steered base's direction ({amount}) and a prompt"
+    elif method == "lora":
+        resources = f"training: {amount}, gradients"
+    else:
+        resources = "none (a prompt)"
+    return {"resources": resources, "time to obtain": _seconds(r.get("seconds")) if r.get("seconds") else "—"}
 
 
 def cost_table(cost: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

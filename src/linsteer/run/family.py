@@ -105,6 +105,9 @@ def _label(role: str, model: str, method: str, key: SettingKey) -> str:
         return f"base steered (layer {key.layer}, {key.operator}, {strength})"
     if method.startswith("sibling:"):
         return f"{role}, unsteered: {model_label(model)}"
+    if method.startswith("steer+"):  # steer+prompt:<name>, steer+prompt:fewshot:<k>
+        prompt = method.removeprefix("steer+")
+        return f"base steered + {prompt.removeprefix('prompt:') if 'fewshot' in prompt else prompt}"
     return {"lora": "base + LoRA SFT"}.get(method, f"base + {method}")
 
 
