@@ -121,10 +121,10 @@ def _resources(r: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, str]:
     if method == "steered":
         direction = _amount(base.get("extraction_tokens"), base.get("extraction_flops"))
         selection = _amount(base.get("selection_tokens"), base.get("selection_flops"))
-        return {"resources": (f"direction: one forward pass, {direction}, no gradients; "
-                              f"dev selection: {selection}"),
+        return {"resources": (f"direction: one forward pass, {direction}, no gradients; the sweep "
+                              f"choosing its setting (every condition, dev and test): {selection}"),
                 "time to obtain": (f"{_seconds(base.get('extraction_s'))} + "
-                                   f"{_seconds(base.get('selection_s'))} selection")}
+                                   f"{_seconds(base.get('selection_s'))} scan and sweep")}
     if method.startswith("sibling:"):
         return {"resources": f"post-training by its makers, not measured here (the seed: {SEED_CLAIM})",
                 "time to obtain": "not measured"}
