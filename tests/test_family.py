@@ -85,6 +85,8 @@ def test_family_report_tables_and_figures(family_report: Path) -> None:
     assert alternatives and all(m.startswith(("prompt:", "steer+prompt:")) for m in alternatives)
     assert len({r["items_sha256"] for r in rows}) == 1
     assert [r["method"] for r in results["family"]["rows"] if r["task"] == "facts_mc"] == members
+    lo, hi = results["family"]["null_ranges"]["arith_mc"]  # the band drawn behind the steered base
+    assert 0.0 <= lo <= hi <= 1.0
     for row in rows[2:4]:
         assert row["n"] == 6 and 0.0 <= row["p_vs_steered"] <= 1.0
         assert row["ci_lo"] <= row["accuracy"] <= row["ci_hi"]

@@ -244,6 +244,7 @@ def family_compare(spec: str, preset: str, config_file: str | None, runs_root: P
     best = {role: max(p.layers, key=lambda row: row.probe_acc).layer for role, p in profiles.items()}
     pairs = pair_similarities(acts, vectors)
     similarity, cka_rows = similarity_figures(pairs, acts, best)
+    nulls = null_ranges(runs["base"], key, tasks, base_config.method)
     figures: list[tuple[str, str, Figure]] = [
         ("Accuracy per member and condition",
          "Test accuracy (95% Wilson interval) per task of the unsteered base (dashed line), the base "
@@ -251,8 +252,7 @@ def family_compare(spec: str, preset: str, config_file: str | None, runs_root: P
          "the same test items with the same prompt format. Grey: the range of the null directions "
          "(random directions matched to the real one) at the steered base's layer and strength; a "
          "steered base inside it is indistinguishable from steering with noise.",
-         member_accuracy_figure(task_panels(rows, null_ranges(runs["base"], key, tasks,
-                                                              base_config.method), tasks))),
+         member_accuracy_figure(task_panels(rows, nulls, tasks))),
         ("Reasoning activation profile of each member",
          "Each member's own reasoning-vs-memorization direction on relative depth (layer / (layers − "
          "1)): held-out probe accuracy on the same contrast prompts (left) and, where the layer scan "
@@ -265,6 +265,7 @@ def family_compare(spec: str, preset: str, config_file: str | None, runs_root: P
               ("What each member's part of this run took", cost_table(cost)),
               (SIMILARITY_TABLE, similarity_table(cka_rows, cosines))]
     extra = {"family": {"members": family, "tasks": [task_label(t) for t in tasks], "rows": rows,
+                        "null_ranges": {t: None if band is None else list(band) for t, band in nulls.items()},
                         "cost": list(cost.values()), "similarity": cka_rows, "cosines": cosines,
                         "profiles": {role: p.rows() for role, p in profiles.items()}},
              "baselines": [r for r in rows if r["method"] not in ("base", "steered")]}
