@@ -169,7 +169,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         from linsteer.run.family import family_compare
 
         print(family_compare(args.family, args.preset, args.config, Path(args.runs), _say(args.quiet),
-                             overrides=_run_overrides(args) | {"model": None}))
+                             overrides=_run_overrides(args) | {"model": None},
+                             root=Path(args.resume) if args.resume else None))
         return 0
     models = [m for m in (args.models or "").split(",") if m]
     if not models and args.preset == "compare":

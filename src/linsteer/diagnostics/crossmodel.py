@@ -11,13 +11,16 @@ tokenizers (one vector per prompt, read at the same position). The figures are i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from linsteer.diagnostics.geometry import cross_model_cosine
 from linsteer.errors import LinsteerError
 from linsteer.extract.actset import ActivationSet
+from linsteer.extract.vector import SteeringVector
 
 DEPTHS = tuple(i / 10 for i in range(11))
 
@@ -56,7 +59,35 @@ def cka_at(a: ActivationSet, layer_a: int, b: ActivationSet, layer_b: int) -> fl
     return linear_cka(_x(a, layer_a), _x(b, layer_b))
 
 
+@dataclass(frozen=True)
+class PairSimilarity:
+    """Two models' similarity: linear CKA on relative depth (when read on the same prompts) and,
+    when their widths match, the per-layer cosine of their directions."""
+
+    a: str
+    b: str
+    cka: dict[float, float] | None  # relative depth -> CKA at the nearest layers
+    cosine: dict[int, float] | None  # layer -> cosine of the two directions (same width only)
+    hidden_size: int | None = None  # the shared width, when the cosines are there
+
+    @property
+    def name(self) -> str:
+        return f"{self.a} vs {self.b}"
 
 
-
-
+def pair_similarities(acts: Mapping[str, ActivationSet], vectors: Mapping[str, SteeringVector]
+                      ) -> list[PairSimilarity]:
+    """Every pair of models (in the mapping's order): CKA where both read the same prompts,
+    cosines where both have the same hidden size (the only case where a cosine means anything)."""
+    names = list(vectors)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            va, vb = vectors[a], vectors[b]
+            cka = None
+            if list(acts[a].ids) == list(acts[b].ids):
+                cka = cka_by_depth(acts[a], acts[b], int(va.meta["n_layers"]), int(vb.meta["n_layers"]))
+            same = va.hidden_size == vb.hidden_size
+            out.append(PairSimilarity(a, b, cka, cross_model_cosine(va, vb) if same else None,
+                                      va.hidden_size if same else None))
+    return out

@@ -16,8 +16,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from linsteer.diagnostics.confounds import read_confounds
-from linsteer.diagnostics.crossmodel import cka_at, cka_by_depth
-from linsteer.diagnostics.geometry import Profile, cross_model_cosine, profile
+from linsteer.diagnostics.crossmodel import PairSimilarity, cka_at, pair_similarities
+from linsteer.diagnostics.geometry import Profile, profile
 from linsteer.diagnostics.separability import separability
 from linsteer.extract.actset import ActivationSet
 from linsteer.extract.vector import SteeringVector
@@ -87,35 +87,9 @@ def compare_models(models: list[str], preset: str, config_file: str | None, runs
                         "Per model, the real direction's gain in gold-option probability over the mean "
                         "of its null directions at each layer (best scan strength), on relative depth.",
                         scan_gain_figure(gains, {m: int(vectors[m].meta["n_layers"]) for m in gains})))
-    curves: dict[str, dict[float, float]] = {}
-    cka_rows: list[dict[str, Any]] = []
-    for i, a in enumerate(models):
-        for b in models[i + 1:]:
-            if list(all_acts[a].ids) != list(all_acts[b].ids):
-                continue
-            na, nb = int(vectors[a].meta["n_layers"]), int(vectors[b].meta["n_layers"])
-            curves[f"{a} vs {b}"] = cka_by_depth(all_acts[a], all_acts[b], na, nb)
-            la = next(r["most_separable_layer"] for r in table if r["model"] == a)
-            lb = next(r["most_separable_layer"] for r in table if r["model"] == b)
-            cka_rows.append({"pair": f"{a} vs {b}", "layer_a": la, "layer_b": lb,
-                             "cka_at_most_separable": round(cka_at(all_acts[a], la, all_acts[b], lb), 4),
-                             "cka_mean_over_depth": round(float(sum(curves[f"{a} vs {b}"].values())
-                                                                / len(curves[f"{a} vs {b}"])), 4)})
-    if curves:
-        figures.append(("Width-free comparison: linear CKA on the same prompts",
-                        "Linear CKA between two models' activations on the same contrast prompts, at "
-                        "the layers nearest each relative depth (works across widths and tokenizers; "
-                        "directions' cosines would not).", cka_figure(curves)))
-    same_width: dict[str, dict[int, float]] = {}
-    for i, a in enumerate(models):
-        for b in models[i + 1:]:
-            if vectors[a].hidden_size == vectors[b].hidden_size:
-                same_width[f"{a} vs {b}"] = cross_model_cosine(vectors[a], vectors[b])
-    if same_width:
-        figures.append(("Cosine between models' directions (same width)",
-                        "Per-layer cosine of the directions of models with equal hidden size; the "
-                        "band is the range expected of random directions.",
-                        cross_model_cosine_plot(same_width, hidden_size=vectors[models[0]].hidden_size)))
+    best = {r["model"]: r["most_separable_layer"] for r in table}
+    figs, cka_rows = similarity_figures(pair_similarities(all_acts, vectors), all_acts, best)
+    figures += figs
     report = write_report(root, summary=heads, figures=figures,
                           tables=[("Models", table), ("Linear CKA between models", cka_rows)]
                           + [(f"Profile: {m}", p.rows()) for m, p in profiles.items()],
@@ -140,3 +114,29 @@ def run_extras(run_dir: Path) -> dict[str, Any]:
         out.update(scan_best_layer=best, scan_gain=round(scores[best], 4),
                    scan_seconds=round(scan.seconds, 1))
     return out
+
+
+def similarity_figures(pairs: list[PairSimilarity], acts: dict[str, ActivationSet], best: dict[str, int]
+                       ) -> tuple[list[tuple[str, str, Figure]], list[dict[str, Any]]]:
+    """The CKA figure (pairs read on the same prompts), the same-width cosine figure and the CKA
+    table's rows (CKA at each model's ``best`` layer and its mean over depth)."""
+    figures: list[tuple[str, str, Figure]] = []
+    curves = {p.name: p.cka for p in pairs if p.cka is not None}
+    rows = [{"pair": p.name, "layer_a": best[p.a], "layer_b": best[p.b],
+             "cka_at_most_separable": round(cka_at(acts[p.a], best[p.a], acts[p.b], best[p.b]), 4),
+             "cka_mean_over_depth": round(float(sum(p.cka.values()) / len(p.cka)), 4)}
+            for p in pairs if p.cka is not None]
+    if curves:
+        figures.append(("Width-free comparison: linear CKA on the same prompts",
+                        "Linear CKA between two models' activations on the same contrast prompts, at "
+                        "the layers nearest each relative depth (works across widths and tokenizers; "
+                        "directions' cosines would not).", cka_figure(curves)))
+    same_width = {p.name: p.cosine for p in pairs if p.cosine is not None}
+    widths = {p.hidden_size for p in pairs if p.cosine is not None}
+    if same_width:
+        hidden_size = widths.pop() if len(widths) == 1 else None  # the random band of one width only
+        figures.append(("Cosine between models' directions (same width)",
+                        "Per-layer cosine of the directions of models with equal hidden size; the "
+                        "band is the range expected of random directions.",
+                        cross_model_cosine_plot(same_width, hidden_size=hidden_size)))
+    return figures, rows
