@@ -21,16 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from linsteer.errors import LinsteerError
+from linsteer.results.table import Row
 from linsteer.score.records import ItemResult
+from linsteer.steer.setting import SettingKey
 
 __all__ = ["N_BOOT", "RULE", "SEED", "STABLE", "Candidate", "agreement", "choice_agreement", "choose",
-           "dev_choice", "resampled_picks", "stability_word"]
+           "dev_agreements", "dev_choice", "resampled_picks", "stability_word"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -131,3 +133,30 @@ def stability_word(value: float | None) -> str:
         return ""
     flag = ": not stable" if value < STABLE else ""
     return f"agreement {100 * value:.0f}%{flag}"
+
+
+def dev_agreements(eligible: Sequence[Row], chosen: int, dev_items: Mapping[SettingKey, Sequence[ItemResult]]
+                   ) -> dict[str, Any]:
+    """The bootstrap agreements of the headline's dev selection
+    (:func:`~linsteer.results.selection.headline_from_rows`, whose rule is :data:`RULE` with the
+    smaller |strength| as the tie value) among the ``eligible`` rows (the damage and format caps
+    are applied once, on all items: KL is measured on neutral text, not on the dev items).
+    ``chosen``: the index of the selected row. Empty when a row has no stored items or only one
+    setting was eligible."""
+    keys = [SettingKey.of_row(r) for r in eligible]
+    if len(keys) < 2 or any(k not in dev_items for k in keys):
+        return {}
+    candidates = [Candidate(dev_items[k], tie=-abs(float(k.strength or 0.0))) for k in keys]
+    shared = set.intersection(*({r.item_id for r in c.items} for c in candidates))
+    if len(shared) < 2:
+        return {}
+    picks = resampled_picks(candidates)
+    applied = [k.applied() for k in keys]
+    return {
+        "setting_agreement": agreement(picks, chosen, lambda i: applied[i]),
+        "strength_agreement": agreement(picks, chosen, lambda i: (applied[i].strength, applied[i].unit)),
+        "operator_agreement": agreement(picks, chosen, lambda i: applied[i].operator),
+        "sweep_layer_agreement": agreement(picks, chosen, lambda i: applied[i].layer),
+        "agreement_items": len(shared),
+        "agreement_resamples": len(picks),
+    }

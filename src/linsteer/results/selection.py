@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from linsteer.errors import LinsteerError
-from linsteer.results.agreement import N_BOOT, Candidate, agreement, resampled_picks, stability_word
+from linsteer.results.agreement import N_BOOT, dev_agreements, stability_word
 from linsteer.results.multiplicity import null_rank
 from linsteer.results.stats import mde_paired_mean, mde_paired_proportions
 from linsteer.results.table import Row, check_rows
@@ -129,11 +129,9 @@ class Headline:
             ("layer scan", self.layer_agreement), ("layer", self.sweep_layer_agreement),
             ("operator", self.operator_agreement), ("strength", self.strength_agreement),
             ("whole setting", self.setting_agreement)) if value is not None]
-        if not parts:
-            return ""
         size = "" if self.agreement_items is None else f"{self.agreement_items} items, "
         head = f"dev choices ({size}{self.agreement_resamples or N_BOOT} bootstrap resamples): "
-        return head + "; ".join(f"{label} {stability_word(value)}" for label, value in parts)
+        return "" if not parts else head + "; ".join(f"{k} {stability_word(v)}" for k, v in parts)
 
     @property
     def null_text(self) -> str:
@@ -399,28 +397,3 @@ def headline_from_rows(
         **agreements,
     )
 
-
-def dev_agreements(eligible: Sequence[Row], chosen: int, dev_items: Mapping[SettingKey, Sequence[ItemResult]]
-                   ) -> dict[str, Any]:
-    """The bootstrap agreements of the headline's dev selection (:mod:`linsteer.results.agreement`,
-    whose rule is the selection's: dev accuracy, ties by gold-option probability, then the smaller
-    |strength|) among the ``eligible`` rows (the damage and format caps are applied once, on all
-    items: KL is measured on neutral text, not on the dev items). ``chosen``: the index of the
-    selected row. Empty when a row has no stored items or only one setting was eligible."""
-    keys = [SettingKey.of_row(r) for r in eligible]
-    if len(keys) < 2 or any(k not in dev_items for k in keys):
-        return {}
-    candidates = [Candidate(dev_items[k], tie=-abs(float(k.strength or 0.0))) for k in keys]
-    shared = set.intersection(*({r.item_id for r in c.items} for c in candidates))
-    if len(shared) < 2:
-        return {}
-    picks = resampled_picks(candidates)
-    applied = [k.applied() for k in keys]
-    return {
-        "setting_agreement": agreement(picks, chosen, lambda i: applied[i]),
-        "strength_agreement": agreement(picks, chosen, lambda i: (applied[i].strength, applied[i].unit)),
-        "operator_agreement": agreement(picks, chosen, lambda i: applied[i].operator),
-        "sweep_layer_agreement": agreement(picks, chosen, lambda i: applied[i].layer),
-        "agreement_items": len(shared),
-        "agreement_resamples": len(picks),
-    }
