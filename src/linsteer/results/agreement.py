@@ -141,7 +141,8 @@ def dev_agreements(eligible: Sequence[Row], chosen: int, dev_items: Mapping[Sett
     (:func:`~linsteer.results.selection.headline_from_rows`, whose rule is :data:`RULE` with the
     smaller |strength| as the tie value) among the ``eligible`` rows (the damage and format caps
     are applied once, on all items: KL is measured on neutral text, not on the dev items).
-    ``chosen``: the index of the selected row. Empty when a row has no stored items or only one
+    ``chosen``: the index of the selected row; a part with one value among them (one operator,
+    one swept layer) was not chosen on dev: None. Empty when a row has no stored items or only one
     setting was eligible."""
     keys = [SettingKey.of_row(r) for r in eligible]
     if len(keys) < 2 or any(k not in dev_items for k in keys):
@@ -152,11 +153,16 @@ def dev_agreements(eligible: Sequence[Row], chosen: int, dev_items: Mapping[Sett
         return {}
     picks = resampled_picks(candidates)
     applied = [k.applied() for k in keys]
+
+    def share(part: Callable[[SettingKey], Hashable]) -> float | None:  # None: one value, no choice
+        return (agreement(picks, chosen, lambda i: part(applied[i]))
+                if len({part(k) for k in applied}) > 1 else None)
+
     return {
-        "setting_agreement": agreement(picks, chosen, lambda i: applied[i]),
-        "strength_agreement": agreement(picks, chosen, lambda i: (applied[i].strength, applied[i].unit)),
-        "operator_agreement": agreement(picks, chosen, lambda i: applied[i].operator),
-        "sweep_layer_agreement": agreement(picks, chosen, lambda i: applied[i].layer),
+        "setting_agreement": share(lambda k: k),
+        "strength_agreement": share(lambda k: (k.strength, k.unit)),
+        "operator_agreement": share(lambda k: k.operator),
+        "sweep_layer_agreement": share(lambda k: k.layer),
         "agreement_items": len(shared),
         "agreement_resamples": len(picks),
     }

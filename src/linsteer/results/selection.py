@@ -64,7 +64,8 @@ class Headline:
     selection, by the same rule, makes the same choice): ``setting_agreement`` the whole setting,
     ``strength_agreement`` its strength (budget), ``operator_agreement`` its operator,
     ``sweep_layer_agreement`` its layer among the swept layers, ``layer_agreement`` the layer
-    scan's best layer (``layerscan.json``). None where unknown or not chosen here (transfer).
+    scan's best layer (``layerscan.json``). None where unknown or not chosen here (transfer, or
+    one value only: one operator, one swept layer).
     """
 
     model: str
