@@ -328,6 +328,8 @@ def stage_report(run: Run) -> None:
                         title=f"linsteer report: {model}",
                         extra=extra, notice_html=summary_html(alternatives) + confound_html(confounds))
     say(headline.verdict)
+    if headline.selection_text:
+        say(headline.selection_text)
     say(f"report: {path}")
     run.report = path
 
