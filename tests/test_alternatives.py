@@ -23,12 +23,13 @@ from linsteer.prompts.instructions import instructed
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.results.selection import headline_from_rows
 from linsteer.results.stats import mde_paired_mean, mde_paired_proportions
-from linsteer.run.alternatives import compare_rows
+from linsteer.run.alternatives import compare_rows, stored_items
 from linsteer.score.mc import score_mc
 from linsteer.score.neutral import neutral_effects, neutral_texts
 from linsteer.score.records import ItemResult
-from linsteer.steer.setting import Setting
+from linsteer.steer.setting import Setting, SettingKey
 from linsteer.sweep.calibrate import Target, calibrate
+from linsteer.sweep.store import ResultStore, store_path
 from linsteer.train.lora import lora_adapted, sft_examples, train_lora
 
 
@@ -203,3 +204,28 @@ def test_run_with_alternatives_scores_the_same_items_as_the_base(tmp_path: Path,
     lora_cost = next(r for r in cost if r["method"].startswith("lora"))
     assert float(lora_cost["time_s"]) > 0 and int(lora_cost["tokens"]) == lora["tokens"]
     assert {r["method"] for r in cost} >= {"prompt:reason", "fewshot:2"}
+    # the discordant counts, from the stored item rows; every alternative's row has them too
+    with ResultStore(store_path(report.parent)) as store:
+        base_items = {r.item_id: r.correct for r in stored_items(store, "arith_mc", "test", None) or []}
+        key = (None if head["best_layer"] is None else
+               SettingKey("real", 0, head["best_layer"], head["best_operator"], head["best_strength"],
+                          head["best_unit"]))
+        steered = stored_items(store, "arith_mc", "test", key) if key else None
+    if steered is not None:
+        fixed = sum(r.correct and not base_items[r.item_id] for r in steered)
+        broken = sum(base_items[r.item_id] and not r.correct for r in steered)
+        assert (head["n_fixed"], head["n_broken"]) == (fixed, broken)
+        assert head["delta"] == pytest.approx((fixed - broken) / head["n"])
+        steered_row = next(r for r in alt["rows"] if r["method"] == "steered")
+        assert (steered_row["n_fixed"], steered_row["n_broken"]) == (fixed, broken)
+        assert f"fixed {fixed}, broken {broken}" in head["verdict"]
+    for r in alt["rows"]:
+        assert r["n_fixed"] - r["n_broken"] == round(r["delta_vs_base"] * r["n"])
+    assert next(r for r in alt["rows"] if r["method"] == "base")["n_fixed"] == 0
+    assert all("n_fixed" in r and "n_broken" in r for r in results["baselines"])
+    # each dev choice with its bootstrap agreement (None only where nothing was chosen)
+    for name in ("best_prompt_agreement", "lora_lr_agreement"):
+        assert 0.0 <= alt[name] <= 1.0, name
+    for name in ("setting_agreement", "strength_agreement", "operator_agreement", "sweep_layer_agreement",
+                 "layer_agreement"):
+        assert name in head and (head[name] is None or 0.0 <= head[name] <= 1.0)

@@ -132,3 +132,19 @@ def test_gold_and_prediction_normalise_to_the_same_string(gold: str, text: str, 
     assert normalize_number(gold) == normal
     assert extract_number(text) == normal
     assert numbers_equal(normalize_number(gold), extract_number(text))
+
+
+@pytest.mark.parametrize("language", [None, "ja", "zh"])
+@pytest.mark.parametrize(("text", "number"), [
+    ("答えは１８です", "18"), ("合計１２３４個", "1234"), ("合計1234個", "1234"), ("한국어로 5개", "5"),
+])
+def test_digits_right_after_kana_or_kanji_are_a_number(text: str, number: str, language: str | None) -> None:
+    assert extract_number(text, language) == number
+
+
+def test_latin_letters_still_glue_digits_and_fullwidth_normalises() -> None:
+    assert extract_number("x2 and v1.5") is None
+    assert normalise_number("１８") == "18"
+    assert normalise_number("１，２３４．５０") == "1234.5"
+    assert numbers_equal("１８", "18")
+    assert extract_number("答え：１，０００円", "ja") == "1000"  # full-width grouping: read by language

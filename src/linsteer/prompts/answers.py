@@ -8,7 +8,9 @@ Numbers (:func:`extract_number`): an explicit answer marker wins, in this priori
 highest-priority marker that is directly followed by a number, allowing ``$``, ``**``, ``(``,
 ``:`` and spaces in between). Otherwise the last number in the text. Numbers may carry a sign,
 ``$``, thousands commas (``1,000``), decimals and ``%``; they are normalised (``"18.0"`` -> ``"18"``,
-``"1,000"`` -> ``"1000"``, ``"-0"`` -> ``"0"``, ``".5"`` -> ``"0.5"``).
+``"1,000"`` -> ``"1000"``, ``"-0"`` -> ``"0"``, ``".5"`` -> ``"0.5"``, full-width ``"１８"`` -> ``"18"``).
+A digit directly after kana, kanji or hangul starts a number (``"答えは１８です"`` -> 18,
+``"合計１２３４個"`` -> 1234); after a Latin letter it does not (``"x2"``).
 
 With ``language=`` (an MGSM language code), numbers are read the way that language writes them:
 digits of any script (full-width ``１８``, Bengali, Thai, Devanagari, Telugu, ...) count as digits;
@@ -42,10 +44,15 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # A number token: optional sign (ASCII or Unicode minus), optional "$", digits with optional
 # thousands groups and decimals (or a bare ".5"), optional "%". Not glued to a preceding word
 # character or dot (so "x2" / "v1.5" fragments and the "3" of "8-3" as a sign are avoided).
+# Kana, kanji and hangul are word characters to ``re`` but no part of a number: "合計１２３４個" and
+# "答えは１８です" hold the numbers 1234 and 18, so a digit right after them starts a number.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+_GLUED = rf"[^\W{_CJK}]"  # a word character that would glue a digit to a word
 _NUM = (
-    r"(?<![\w.])(?:(?P<sign>[-\u2212])(?=\$?[\d.]))?\$?\s?"
+    rf"(?<!{_GLUED})(?<!\.)(?:(?P<sign>[-\u2212])(?=\$?[\d.]))?\$?\s?"
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?!,\d{3})%?"
 )
+_NOT_GLUED = rf"(?<!{_GLUED})(?<!\.)"
 _NUM_RE = re.compile(_NUM)
 # Filler allowed between an answer marker and the number.
 _GAP = r"(?:[\s:=*$(\[{]|\\\(|\\\[|\\boxed\{|\\text\{)*"
@@ -56,12 +63,14 @@ _NUMBER_MARKERS = (
     re.compile(r"\banswer\s*(?:is|was|:|=)" + _GAP + r"(?P<rest>.*)", re.IGNORECASE),
 )
 # The rest after a marker must start with the number.
-_LEADING_NUM_RE = re.compile(r"^" + _NUM.replace(r"(?<![\w.])", ""))
+_LEADING_NUM_RE = re.compile(r"^" + _NUM.replace(_NOT_GLUED, ""))
 
 
 def normalise_number(token: str) -> str | None:
-    """Canonical string of a number token (``"$1,000.50"`` -> ``"1000.5"``), or None."""
-    s = token.strip().replace("\u2212", "-").replace("$", "").replace(",", "").replace(" ", "")
+    """Canonical string of a number token (``"$1,000.50"`` -> ``"1000.5"``, full-width or other
+    scripts' digits ``"１８"`` -> ``"18"``), or None."""
+    s = (token if token.isascii() else _ascii_digits(token)).strip().replace("\u2212", "-")
+    s = s.replace("$", "").replace(",", "").replace(" ", "")
     s = s.rstrip("%").rstrip(".")
     if not s or s in {"-", "+"}:
         return None
@@ -205,9 +214,9 @@ def _language_number(language: str) -> tuple[re.Pattern[str], re.Pattern[str], s
     else:
         group, point = ",", "."
     pt = re.escape(point)
-    num = (rf"(?<![\w.,])(?:(?P<sign>[-\u2212])(?=\$?[\d{pt}]))?\$?\s?"
+    num = (rf"{_NOT_GLUED}(?<!,)(?:(?P<sign>[-\u2212])(?=\$?[\d{pt}]))?\$?\s?"
            rf"(?P<num>\d{{1,3}}(?:{group}\d{{3}})+(?:{pt}\d+)?|\d+(?:{pt}\d+)?)(?!{group}\d{{3}}|\d)%?")
-    lead = num.replace(r"(?<![\w.,])", "")
+    lead = num.replace(_NOT_GLUED + "(?<!,)", "")
     return re.compile(num), re.compile(r"^" + lead), group.replace("\\", ""), point
 
 

@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from linsteer.report.figbase import PALETTE
+from linsteer.results.agreement import stability_word
 from linsteer.results.selection import signed_points
 
 BASELINE_KEYS = ("task", "split", "method", "accuracy", "ci_lo", "ci_hi", "n", "delta_vs_base",
@@ -84,7 +85,8 @@ def table_rows(data: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         return []
     return [{"method": _label(r["method"]), "n": r["n"], "accuracy": r["accuracy"], "ci_lo": r["ci_lo"],
              "ci_hi": r["ci_hi"], "delta_vs_base": r["delta_vs_base"], "delta_lo": r["delta_lo"],
-             "delta_hi": r["delta_hi"], "p_vs_base": r["p_vs_base"],
+             "delta_hi": r["delta_hi"], "p_vs_base": r["p_vs_base"], "n_fixed": r.get("n_fixed"),
+             "n_broken": r.get("n_broken"),
              "delta_vs_steered": r["delta_vs_steered"], "p_vs_steered": r["p_vs_steered"],
              "gold_prob": r.get("gold_prob"), "gold_prob_delta": r.get("gold_prob_delta"),
              "setup_seconds": r["seconds"], "setup_tokens": r["tokens"], "setup_flops": r["flops"],
@@ -97,13 +99,18 @@ def summary_html(data: Mapping[str, Any] | None) -> str:
     LoRA, on the same test items."""
     if not data or not data.get("rows"):
         return ""
-    cols = ["method", "accuracy % [95% CI]", "Δ vs base, points [95% CI]", "Δ vs steered, points",
+    cols = ["method", "accuracy % [95% CI]", "Δ vs base, points [95% CI]",
+            "vs base: fixed / broken", "Δ vs steered, points",
             "cost to obtain", "tokens per test query"]
     title = f"Steering vs the alternatives (same test items, same scorer, paired): {data['task']}"
     out = [f'<section id="alternatives"><h3>{html.escape(title)}</h3><table class="headline"><thead><tr>',
            *(f"<th>{html.escape(c)}</th>" for c in cols), "</tr></thead><tbody>"]
     for r in data["rows"]:
-        best = " (best prompt on dev)" if r["method"] == data.get("best_prompt") else ""
+        stability = stability_word(data.get("best_prompt_agreement"))
+        best = (f" (best prompt on dev{', bootstrap ' + stability if stability else ''})"
+                if r["method"] == data.get("best_prompt") else "")
+        moved = ("—" if r["method"] == "base" or r.get("n_fixed") is None
+                 else f"{r['n_fixed']} / {r['n_broken']}")
         vs_base = "—" if r["method"] == "base" else _delta(r, "delta_vs_base", "delta_lo", "delta_hi",
                                                             "p_vs_base")
         vs_steer = "—" if r["method"] in _REFERENCE else _delta(r, "delta_vs_steered", None, None,
@@ -111,13 +118,16 @@ def summary_html(data: Mapping[str, Any] | None) -> str:
         per_query = r.get("eval_tokens_per_item")
         cells = [(_label(r["method"]) + best, "t"),
                  (f"{_pct(r['accuracy'])} [{_pct(r['ci_lo'])}, {_pct(r['ci_hi'])}]", ""),
-                 (vs_base, ""), (vs_steer, ""), (_cost_text(r), "t"),
+                 (vs_base, ""), (moved, ""), (vs_steer, ""), (_cost_text(r), "t"),
                  ("—" if per_query is None else f"{float(per_query):.0f}", "")]
         out.append("<tr>" + "".join(f'<td class="{c}">{html.escape(str(v))}</td>' for v, c in cells)
                    + "</tr>")
     out.append("</tbody></table>")
     lora = data.get("lora")
-    note = ("Δ vs base: Newcombe interval, exact McNemar p; Δ vs steered: the same test against the "
+    note = ("Δ vs base: Newcombe interval, exact McNemar p; fixed / broken: the test items wrong → "
+            "right and right → wrong against the base (Δ = (fixed − broken) / n); bootstrap "
+            "agreement: the share of 1,000 resamples of the dev items that make the same choice "
+            "(below 80%: not stable); Δ vs steered: the same test against the "
             "dev-selected steered model. Cost to obtain: steering: extracting the direction (the "
             "dev selection sweep is in the cost table); LoRA: training; prompting: none.")
     if lora:
@@ -125,8 +135,10 @@ def summary_html(data: Mapping[str, Any] | None) -> str:
                  f"{lora['examples']} train examples")
         if lora.get("dev_accuracy"):
             tried = ", ".join(f"{lr}: {100 * acc:.1f}%" for lr, acc in lora["dev_accuracy"].items())
+            lr_stability = stability_word(lora.get("lr_agreement"))
             note += (f", learning rate {lora['lr']:g} chosen on dev accuracy (tried {tried}; "
-                     f"{lora['search_seconds']:.1f} s of training in all)")
+                     f"{lora['search_seconds']:.1f} s of training in all"
+                     f"{'; bootstrap ' + lr_stability if lr_stability else ''})")
         note += (f", loss {lora['losses'][0]:.3f} → {lora['losses'][-1]:.3f}, peak process memory "
                  f"{lora['peak_rss_mb']:.0f} MB.")
     out.append(f'<p class="note">{html.escape(note)}</p></section>')

@@ -103,7 +103,10 @@ figure{margin:1rem 0 2rem}figure img{max-width:100%;height:auto;border:1px solid
 figcaption{font-size:.9rem;color:#333;margin-top:.3rem}
 ul.verdicts li{margin:.3rem 0}.good{color:#05603a}.bad{color:#a4161a}.note{color:#555;font-size:.85rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;font-size:.85rem}
-table.headline{display:table;width:100%}table.headline th,table.headline td{white-space:normal}
+table.headline{display:table;width:100%}table.summary{table-layout:fixed}
+table.headline th,table.headline td{white-space:normal;overflow-wrap:break-word}
+table.headline th.q{text-align:left;width:16rem;font-weight:600}
+th{white-space:normal}
 dt{font-weight:600}dd{margin:0;word-break:break-all}code{font-size:.8rem}
 """
 
@@ -132,77 +135,77 @@ def _delta_ci(delta: float | None, lo: float | None, hi: float | None) -> str:
     return text
 
 
-def _headline_table(heads: Sequence[Headline]) -> str:
-    cols = [
-        "model",
-        "task",
-        "baseline acc [95% CI]",
-        "dev-selected setting",
-        "steered acc [95% CI]",
-        "Δ points [95% CI]",
-        "p (McNemar)",
-        "vs null directions",
-        "memorization Δ points",
-        "gold-option prob. Δ [95% CI]",
-        "n · ±CI · MDE (80% power), points",
-        "perplexity (base → steered)",
-        "KL nats/token (cap)",
-        "extraction cost",
+def _setting_text(h: Headline) -> str:
+    if h.best_layer is None:
+        return "—"
+    text = f"layer {h.best_layer}, {h.best_operator or '?'}"
+    if h.best_strength is not None:
+        text += f", α = {strength_label(h.best_strength, h.best_unit)}"
+    return text
+
+
+def _headline_cells(h: Headline) -> list[str]:
+    """One headline's values, in the order of :data:`HEADLINE_ROWS`."""
+    mem = ("—" if h.memorization_delta is None else
+           f"{h.memorization_task}: " + _delta_ci(h.memorization_delta, h.memorization_lo, h.memorization_hi))
+    ppl = ("—" if h.ppl_base is None and h.ppl_steered is None
+           else f"{_cell_text(h.ppl_base) or '?'} → {_cell_text(h.ppl_steered) or '?'}")
+    cost_bits = []
+    if h.extraction_seconds is not None:
+        cost_bits.append(f"{h.extraction_seconds:.1f} s")
+    if h.extraction_tokens is not None:
+        cost_bits.append(f"{h.extraction_tokens:,} tokens")
+    gold = ("—" if h.gold_prob_delta is None else
+            f"{h.gold_prob_delta:+.3f} [{_cell_text(h.gold_prob_lo)}, {_cell_text(h.gold_prob_hi)}]")
+    half, mde = 100 * (h.ci_halfwidth or float("nan")), 100 * (h.mde or float("nan"))
+    moved = ("—" if h.n_fixed is None or h.n_broken is None
+             else f"fixed {h.n_fixed}, broken {h.n_broken}")
+    return [
+        _acc_ci(h.baseline_acc, h.baseline_lo, h.baseline_hi),
+        _setting_text(h),
+        h.selection_text or "—",
+        f"{_acc_ci(h.steered_acc, h.steered_lo, h.steered_hi)} ({h.split})",
+        _delta_ci(h.delta, h.delta_lo, h.delta_hi),
+        moved,
+        "—" if h.p_value is None else f"{h.p_value:.3g}",
+        h.null_text or "—",
+        mem,
+        gold,
+        "—" if h.n is None else f"{h.n} · ±{half:.1f} · {mde:.1f}",
+        ppl,
+        "—" if h.kl is None else f"{h.kl:.3g}" + ("" if h.kl_cap is None else f" (≤ {h.kl_cap:g})"),
+        ", ".join(cost_bits) or "—",
     ]
-    out = ['<table class="headline"><thead><tr>', *(f"<th>{html.escape(c)}</th>" for c in cols)]
-    out.append("</tr></thead><tbody>")
-    for h in heads:
-        setting = (
-            "—"
-            if h.best_layer is None
-            else (
-                f"layer {h.best_layer}, {h.best_operator or '?'}, α = "
-                f"{strength_label(h.best_strength, h.best_unit)}"
-                if h.best_strength is not None
-                else f"layer {h.best_layer}, {h.best_operator or '?'}"
-            )
-        )
-        mem = (
-            "—"
-            if h.memorization_delta is None
-            else (
-                f"{h.memorization_task}: "
-                + _delta_ci(h.memorization_delta, h.memorization_lo, h.memorization_hi)
-            )
-        )
-        ppl = (
-            "—"
-            if h.ppl_base is None and h.ppl_steered is None
-            else (f"{_cell_text(h.ppl_base) or '?'} → {_cell_text(h.ppl_steered) or '?'}")
-        )
-        cost_bits = []
-        if h.extraction_seconds is not None:
-            cost_bits.append(f"{h.extraction_seconds:.1f} s")
-        if h.extraction_tokens is not None:
-            cost_bits.append(f"{h.extraction_tokens:,} tokens")
-        gold = ("—" if h.gold_prob_delta is None else
-                f"{h.gold_prob_delta:+.3f} [{_cell_text(h.gold_prob_lo)}, {_cell_text(h.gold_prob_hi)}]")
-        half, mde = 100 * (h.ci_halfwidth or float("nan")), 100 * (h.mde or float("nan"))
-        power = "—" if h.n is None else f"{h.n} · ±{half:.1f} · {mde:.1f}"
-        cells = [
-            (h.model, "t"),
-            (h.task, "t"),
-            (f"{_acc_ci(h.baseline_acc, h.baseline_lo, h.baseline_hi)}", ""),
-            (setting, "t"),
-            (f"{_acc_ci(h.steered_acc, h.steered_lo, h.steered_hi)} ({h.split})", ""),
-            (_delta_ci(h.delta, h.delta_lo, h.delta_hi), ""),
-            ("—" if h.p_value is None else f"{h.p_value:.3g}", ""),
-            (h.null_text or "—", "t"),
-            (mem, "t"),
-            (gold, ""),
-            (power, ""),
-            (ppl, ""),
-            ("—" if h.kl is None else f"{h.kl:.3g}" + ("" if h.kl_cap is None else f" (≤ {h.kl_cap:g})"), ""),
-            (", ".join(cost_bits) or "—", ""),
-        ]
-        out.append(
-            "<tr>" + "".join(f'<td class="{c}">{html.escape(str(v))}</td>' for v, c in cells) + "</tr>"
-        )
+
+
+HEADLINE_ROWS = (
+    "baseline acc [95% CI]",
+    "dev-selected setting",
+    "how stable each dev choice is (bootstrap agreement; below 80%: not stable)",
+    "steered acc [95% CI]",
+    "Δ points [95% CI]",
+    "items fixed (wrong → right) and broken (right → wrong)",
+    "p (McNemar)",
+    "vs null directions",
+    "memorization Δ points",
+    "gold-option prob. Δ [95% CI]",
+    "n · ±CI · MDE (80% power), points",
+    "perplexity (base → steered)",
+    "KL nats/token (cap)",
+    "extraction cost",
+)
+
+
+def _headline_table(heads: Sequence[Headline]) -> str:
+    """The headline results, one column per (model, task) and one row per quantity, so that it
+    fits the page whatever the number of quantities (a wide one-row-per-headline table did not)."""
+    out = ['<table class="headline summary"><thead><tr><th class="q">result</th>',
+           *(f"<th>{html.escape(h.model)} · {html.escape(h.task)}</th>" for h in heads),
+           "</tr></thead><tbody>"]
+    values = [_headline_cells(h) for h in heads]
+    for i, label in enumerate(HEADLINE_ROWS):
+        out.append(f'<tr><th class="q">{html.escape(label)}</th>'
+                   + "".join(f'<td class="t">{html.escape(v[i])}</td>' for v in values) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -314,7 +317,9 @@ def write_report(
 
     verdicts = "".join(
         f'<li class="{verdict_class(h)}"><b>{html.escape(h.model)} · {html.escape(h.task)}:</b> '
-        f"{html.escape(h.verdict)}</li>"
+        f"{html.escape(h.verdict)}"
+        + (f'<br><span class="note">{html.escape(h.selection_text[0].upper() + h.selection_text[1:])}.</span>'
+           if h.selection_text else "") + "</li>"
         for h in heads
     )
     page = f"""<!DOCTYPE html>

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from linsteer.errors import LinsteerError
+from linsteer.results.agreement import N_BOOT, dev_agreements, stability_word
 from linsteer.results.multiplicity import null_rank
 from linsteer.results.stats import mde_paired_mean, mde_paired_proportions
 from linsteer.results.table import Row, check_rows
+from linsteer.score.records import ItemResult
 from linsteer.steer.setting import SettingKey
 
 __all__ = ["ALPHA", "Headline", "VerdictKind", "headline_from_rows"]
@@ -53,7 +55,17 @@ class Headline:
     share). ``ci_halfwidth``: half the width of the Δ interval; ``mde``: the
     minimum detectable accuracy difference at 80% power for this n and discordance;
     ``gold_prob_*``: the paired difference in gold-option probability (bootstrap interval,
-    sign-flip p) and its ``gold_prob_mde``. None where unknown.
+    sign-flip p) and its ``gold_prob_mde``. ``n_fixed``/``n_broken``: the test items steering
+    fixed (wrong unsteered, right steered) and broke (right → wrong), the two discordant counts
+    behind ``delta`` = (``n_fixed`` − ``n_broken``) / ``n``.
+
+    How stable each dev choice is (:mod:`linsteer.results.agreement`: the share of
+    ``agreement_resamples`` bootstrap resamples of the ``agreement_items`` dev items whose
+    selection, by the same rule, makes the same choice): ``setting_agreement`` the whole setting,
+    ``strength_agreement`` its strength (budget), ``operator_agreement`` its operator,
+    ``sweep_layer_agreement`` its layer among the swept layers, ``layer_agreement`` the layer
+    scan's best layer (``layerscan.json``). None where unknown or not chosen here (transfer, or
+    one value only: one operator, one swept layer).
     """
 
     model: str
@@ -100,6 +112,27 @@ class Headline:
     gold_prob_mde: float | None = None
     format_cap: float | None = None  # generation: dev format failures at most this share above unsteered
     format_over_cap: int | None = None  # real-direction dev settings the format cap excluded
+    n_fixed: int | None = None
+    n_broken: int | None = None
+    setting_agreement: float | None = None
+    strength_agreement: float | None = None
+    operator_agreement: float | None = None
+    sweep_layer_agreement: float | None = None
+    layer_agreement: float | None = None
+    agreement_items: int | None = None
+    agreement_resamples: int | None = None
+
+    @property
+    def selection_text(self) -> str:
+        """The dev choices with their bootstrap agreement, each below 80% flagged "not stable", e.g.
+        "dev choices (32 items, 1000 resamples): layer scan agreement 23%: not stable; ..."."""
+        parts = [(label, value) for label, value in (
+            ("layer scan", self.layer_agreement), ("layer", self.sweep_layer_agreement),
+            ("operator", self.operator_agreement), ("strength", self.strength_agreement),
+            ("whole setting", self.setting_agreement)) if value is not None]
+        size = "" if self.agreement_items is None else f"{self.agreement_items} items, "
+        head = f"dev choices ({size}{self.agreement_resamples or N_BOOT} bootstrap resamples): "
+        return "" if not parts else head + "; ".join(f"{k} {stability_word(v)}" for k, v in parts)
 
     @property
     def null_text(self) -> str:
@@ -144,8 +177,13 @@ class Headline:
                         f"on {self.task} dev for {self.model}; nothing was selected.")
             return f"No steered result for {self.task} on {self.model} yet."
         effect = f"{signed_points(self.delta)} points"
+        inner = []
+        if self.n_fixed is not None and self.n_broken is not None:
+            inner.append(f"fixed {self.n_fixed}, broken {self.n_broken}")
         if self.delta_lo is not None and self.delta_hi is not None:
-            effect += f" (95% CI {signed_points(self.delta_lo)} to {signed_points(self.delta_hi)})"
+            inner.append(f"95% CI {signed_points(self.delta_lo)} to {signed_points(self.delta_hi)}")
+        if inner:
+            effect += f" ({'; '.join(inner)})"
         if self.p_value is not None:
             effect += f", p {_fmt_p(self.p_value)}"
         if not self.null_count:
@@ -182,6 +220,7 @@ class Headline:
         out["verdict"] = self.verdict
         out["verdict_kind"] = self.verdict_kind
         out["null_text"] = self.null_text
+        out["selection_text"] = self.selection_text
         return out
 
 
@@ -206,6 +245,8 @@ def headline_from_rows(
     damage_cap: float | None = None,
     fixed: SettingKey | None = None,
     format_cap: float | None = None,
+    dev_items: Mapping[SettingKey, Sequence[ItemResult]] | None = None,
+    layer_agreement: float | None = None,
 ) -> Headline:
     """Build a :class:`Headline` from the results table.
 
@@ -218,6 +259,10 @@ def headline_from_rows(
     share of unreadable dev answers exceeds the unsteered share by at most the cap. ``fixed``: report
     this setting (selected on another task) without reselecting: transfer.
     ``memorization_task`` defaults to the one memorization-role task of the model, if exactly one.
+
+    ``dev_items`` (the stored per-item rows of ``select_split``, by setting,
+    :func:`~linsteer.results.table.split_items`): the selection's bootstrap agreements
+    (:func:`dev_agreements`); ``layer_agreement``: the layer scan's, passed through.
     """
     checked = [r for r in check_rows(rows) if r["model"] == model]
     if not checked:
@@ -256,6 +301,7 @@ def headline_from_rows(
     if not eligible:
         return Headline(model=model, task=task, split=report_split, kl_cap=damage_cap, over_cap=over_cap,
                         format_cap=fmt_cap, format_over_cap=format_over)
+    agreements: dict[str, Any] = {}
     if fixed is not None:
         chosen = fixed.applied()
     else:
@@ -265,6 +311,8 @@ def headline_from_rows(
                            -abs(float(r["strength"] or 0.0))),
         )
         chosen = SettingKey.of_row(best).applied()
+        if dev_items is not None:
+            agreements = dev_agreements(eligible, eligible.index(best), dev_items)
 
     def at(kind: str, task_name: str) -> list[Row]:
         return [
@@ -344,4 +392,9 @@ def headline_from_rows(
         over_cap=over_cap,
         format_cap=fmt_cap,
         format_over_cap=format_over,
+        n_fixed=int(r["n_fixed"]) if r and r.get("n_fixed") is not None else None,
+        n_broken=int(r["n_broken"]) if r and r.get("n_broken") is not None else None,
+        layer_agreement=layer_agreement if fixed is None else None,
+        **agreements,
     )
+

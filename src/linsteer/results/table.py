@@ -90,10 +90,19 @@ class CellRow(_CellKeys, total=False):
     p_holm: float | None
     cells_tried: int | None
     discordant: int | None  # items where this cell and the baseline disagree (McNemar's b + c)
+    n_fixed: int | None  # of those, wrong unsteered and right here (McNemar's c)
+    n_broken: int | None  # right unsteered and wrong here (McNemar's b)
     gold_prob_sd: float | None  # standard deviation of the per-item gold-probability difference
 
 
 REQUIRED_KEYS: tuple[str, ...] = tuple(_CellKeys.__annotations__)
+
+
+def split_items(store: ResultStore, model: str, task: str, split: str) -> dict[SettingKey, list[ItemResult]]:
+    """The stored per-item rows of every cell of ``model`` on ``task``/``split``, by setting (what
+    a dev choice's bootstrap agreement resamples, :mod:`linsteer.results.agreement`)."""
+    return {c.setting: store.item_rows(c.cell_key) for c in store.cells()
+            if c.model == model and c.place.task == task and c.place.split == split}
 
 
 def summarize(store: ResultStore) -> list[CellRow]:
@@ -124,7 +133,7 @@ def summarize(store: ResultStore) -> list[CellRow]:
             gold_prob_delta=None, gold_prob_lo=None, gold_prob_hi=None, gold_prob_p=None,
             ppl=side.ppl if side else None, kl=side.kl if side else None,
             gold_prob_null_p=None, gold_prob_null_n=None, p_holm=None, cells_tried=None,
-            discordant=None, gold_prob_sd=None)
+            discordant=None, n_fixed=None, n_broken=None, gold_prob_sd=None)
         if key.kind != BASELINE and base_cell is not None:
             base = {r.item_id: r for r in items[base_cell.cell_key]}
             pairs = [(base[r.item_id], r) for r in mine if r.item_id in base]
@@ -132,6 +141,7 @@ def summarize(store: ResultStore) -> list[CellRow]:
             row["delta"], row["delta_lo"], row["delta_hi"] = test.diff, test.diff_lo, test.diff_hi
             row["p_value"] = test.p_value
             row["discordant"] = test.b + test.c
+            row["n_fixed"], row["n_broken"] = test.c, test.b
             gp = [(b.gold_prob, s.gold_prob) for b, s in pairs
                   if b.gold_prob is not None and s.gold_prob is not None]
             if len(gp) >= 2:

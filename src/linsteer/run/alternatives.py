@@ -7,13 +7,17 @@ dev-selected steered setting:
 - ``prompt:<name>``: the task format with a reasoning instruction (:mod:`linsteer.prompts.instructions`);
 - ``fewshot:<k>``: ``k`` solved examples from the task's ``train`` pool (disjoint from dev/test);
 - ``steer+prompt:<name>``: the selected steering setting on top of each prompt (``best_prompt``
-  names the prompt with the best dev accuracy: steering on top of the best prompt);
+  names the prompt with the best dev accuracy, ties by gold-option probability: steering on top of
+  the best prompt; ``best_prompt_agreement``: how often a bootstrap resample of the dev items
+  picks it, :mod:`linsteer.results.agreement`);
 - ``lora``: LoRA SFT (:mod:`linsteer.train.lora`) on as many reasoning examples as the direction
   was extracted from (``n_per_class``), with answers, from the ``train`` pool, at each learning
-  rate of ``lora_lrs``, the best on dev tested, and its cost.
+  rate of ``lora_lrs``, the best on dev tested (``lora_lr_agreement``: its bootstrap agreement), and
+  its cost.
 
 Each row: accuracy with its Wilson interval, the paired difference vs the base (Newcombe
-interval, exact McNemar) and vs the steered base, the gold-option probability difference, and
+interval, exact McNemar; ``n_fixed``/``n_broken``: the items wrong → right and right → wrong)
+and vs the steered base, the gold-option probability difference, and
 its measured cost: ``seconds``/``tokens``/``flops`` to obtain the method (prompting: none;
 steering: extracting the direction; LoRA: training) and ``eval_tokens`` to answer the test
 items (a few-shot prompt costs its exemplars on every query). Written to ``alternatives.json``.
@@ -37,6 +41,7 @@ from linsteer.model.load import LoadedModel
 from linsteer.prompts.formats import PromptFormat, get_format
 from linsteer.prompts.instructions import INSTRUCTIONS, instructed
 from linsteer.prompts.items import MCItem
+from linsteer.results.agreement import dev_choice
 from linsteer.results.selection import headline_from_rows
 from linsteer.results.stats import mcnemar_exact, paired_diff_ci, proportion
 from linsteer.results.table import CellRow, summarize
@@ -89,7 +94,8 @@ def compare_rows(method: str, task: str, split: str, mine: Sequence[ItemResult],
     vs_base = mcnemar_exact([by_base[i].correct for i in ids], [r.correct for r in mine])
     row: dict[str, Any] = {
         "task": task, "split": split, "method": method, "n": prop.n, "accuracy": prop.p,
-        "ci_lo": prop.lo, "ci_hi": prop.hi, "delta_vs_base": vs_base.diff, "delta_lo": vs_base.diff_lo,
+        "ci_lo": prop.lo, "ci_hi": prop.hi, "n_fixed": vs_base.c, "n_broken": vs_base.b,
+        "delta_vs_base": vs_base.diff, "delta_lo": vs_base.diff_lo,
         "delta_hi": vs_base.diff_hi, "p_vs_base": vs_base.p_value, "delta_vs_steered": None,
         "delta_vs_steered_lo": None, "delta_vs_steered_hi": None, "p_vs_steered": None,
         "gold_prob": None, "gold_prob_delta": None, "gold_prob_lo": None, "gold_prob_hi": None,
@@ -205,10 +211,12 @@ def stage_alternatives(run: StageRun) -> None:
     if "fewshot" in cfg.baselines:
         prompts.append((f"fewshot:{cfg.fewshot_k}", get_format(task.prompt_format), cfg.fewshot_k))
     dev_acc: dict[str, float] = {}
+    dev_rows: dict[str, list[ItemResult]] = {}
     for method, fmt, shots in prompts:
         say(f"alternatives: {method} on {task.name} dev + test ...")
         dev, _, _, _ = _score(run, task, "dev", fmt, None, shots)
         dev_acc[method] = sum(r.correct for r in dev) / len(dev)
+        dev_rows[method] = dev
         plain, steered, tokens, _ = _score(run, task, "test", fmt, setting, shots)
         out.append(_cost(compare_rows(method, task.name, "test", plain, base_test, steer_test),
                          0.0, 0, 0.0, tokens, fpt))
@@ -216,13 +224,17 @@ def stage_alternatives(run: StageRun) -> None:
             name = f"steer+{method}" if method.startswith("prompt:") else f"steer+prompt:{method}"
             row = compare_rows(name, task.name, "test", steered, base_test, steer_test)
             out.append(_cost(row, *steer_cost, tokens, fpt))
-    best_prompt = max(dev_acc, key=lambda m: (dev_acc[m], m)) if dev_acc else None
+    # dev accuracy, ties by gold probability, then by name (the later name, as before)
+    best_prompt, prompt_agreement = (dev_choice({m: dev_rows[m] for m in sorted(dev_rows, reverse=True)})
+                                     if dev_rows else (None, None))
     lora_info: dict[str, Any] | None = None
     if "lora" in cfg.baselines:
         lora_row, lora_info = _lora(run, task, base_test, steer_test, fpt)
         out.append(lora_row)
     write_json(run.dir / ALTERNATIVES_FILE,
                {"task": task.name, "split": "test", "best_prompt": best_prompt, "dev_accuracy": dev_acc,
+                "best_prompt_agreement": prompt_agreement,
+                "lora_lr_agreement": lora_info.get("lr_agreement") if lora_info else None,
                 "steered_setting": None if key is None else key._asdict(), "rows": out, "lora": lora_info,
                 "seconds": time.perf_counter() - stage_start},
                indent=1)
@@ -234,13 +246,15 @@ def stage_alternatives(run: StageRun) -> None:
 
 def _lora(run: StageRun, task: TaskSpec, base_test: Sequence[ItemResult],
           steer_test: Sequence[ItemResult] | None, fpt: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """LoRA SFT at each learning rate of ``lora_lrs``, the one with the best dev accuracy (ties:
-    the smaller rate) scored on test: post-training gets a dev selection as steering does. The
-    row's cost is the chosen run's training; ``search_seconds``/``search_flops`` count them all."""
+    """LoRA SFT at each learning rate of ``lora_lrs``, the one with the best dev accuracy (ties: the
+    higher gold-option probability, then the smaller rate) scored on test: post-training gets a dev
+    selection as steering does. The row's cost is the chosen run's training;
+    ``search_seconds``/``search_flops`` count them all."""
     cfg, say, lm = run.config, run.say, run.model()
     train_items = _train_items(task, cfg.n_per_class, cfg.seed)
     examples = sft_examples(lm, train_items, get_format(task.prompt_format))
     tried: list[tuple[float, LoraResult, float]] = []
+    dev_rows: dict[float, list[ItemResult]] = {}
     for lr in cfg.lora_lrs:
         say(f"alternatives: LoRA SFT (rank {cfg.lora_rank}, {cfg.lora_steps} steps, lr {lr:g}) on "
             f"{len(train_items)} {task.name} train examples ...")
@@ -249,9 +263,11 @@ def _lora(run: StageRun, task: TaskSpec, base_test: Sequence[ItemResult],
             dev, _, _, _ = _score(run, task, "dev", task.prompt_format, None)
         dev_acc = sum(r.correct for r in dev) / len(dev)
         tried.append((lr, result, dev_acc))
+        dev_rows[lr] = dev
         say(f"alternatives: LoRA lr {lr:g}: trained in {result.seconds:.1f}s ({result.tokens} tokens, "
             f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}), dev accuracy {100 * dev_acc:.1f}%")
-    lr, result, _ = max(tried, key=lambda t: (t[2], -t[0]))
+    best_lr, lr_agreement = dev_choice(dev_rows, tie={t[0]: -t[0] for t in tried})
+    lr, result, _ = next(t for t in tried if t[0] == best_lr)
     with lora_adapted(lm, result):
         plain, _, tokens, _ = _score(run, task, "test", task.prompt_format, None)
     row = _cost(compare_rows("lora", task.name, "test", plain, base_test, steer_test),
@@ -263,7 +279,7 @@ def _lora(run: StageRun, task: TaskSpec, base_test: Sequence[ItemResult],
             "dev_accuracy": {f"{t[0]:g}": t[2] for t in tried},
             "first_last_loss": {f"{t[0]:g}": [t[1].losses[0], t[1].losses[-1]] for t in tried},
             "search_seconds": sum(t[1].seconds for t in tried),
-            "search_flops": sum(t[1].flops for t in tried)}
+            "search_flops": sum(t[1].flops for t in tried), "lr_agreement": lr_agreement}
     return row, info
 
 

@@ -32,7 +32,7 @@ from linsteer.report.content import analysis_figures, confound_html, cost_table,
 from linsteer.report.html import write_report
 from linsteer.report.scan_figures import scan_caption, scan_figure
 from linsteer.results.selection import headline_from_rows
-from linsteer.results.table import CellRow, Row, summarize
+from linsteer.results.table import CellRow, Row, split_items, summarize
 from linsteer.run.alternatives import read_alternatives, stage_alternatives
 from linsteer.run.config import RunConfig, sweep_spec
 from linsteer.run.estimate import estimate_run
@@ -280,12 +280,15 @@ def stage_report(run: Run) -> None:
         raise LinsteerError("the report needs a reasoning task; add arith_mc to 'tasks'")
     with ResultStore(store_path(run.dir)) as store:  # phases survive a resumed or partial run
         extraction = next((p for p in store.phases() if p.name == "extraction"), None)
+        dev_items = split_items(store, model, reasoning[0], "dev")  # the dev choices' bootstrap
     primary = [r for r in rows if r["source"] in ("", cfg.method)]  # extra sources: tables only
+    scan = read_scan(run.dir)
     headline = headline_from_rows(
         primary, model=model, task=reasoning[0], memorization_task=memorization[0] if memorization else None,
         extraction_seconds=extraction.seconds if extraction else None,
         extraction_tokens=int(extraction.tokens) or None if extraction else None,
-        damage_cap=cfg.damage_cap, format_cap=cfg.format_cap)
+        damage_cap=cfg.damage_cap, format_cap=cfg.format_cap, dev_items=dev_items,
+        layer_agreement=scan.agreement() if scan is not None else None)
     heads = [headline]
     if headline.best_layer is not None and headline.steered_acc is not None:  # transfer, no reselection
         fixed = SettingKey("real", 0, headline.best_layer, headline.best_operator, headline.best_strength,
@@ -311,7 +314,6 @@ def stage_report(run: Run) -> None:
         ("Controls: cosine to the real direction", control_rows),
     ]
     confounds = read_confounds(run.dir)
-    scan = read_scan(run.dir)
     extra: dict[str, Any] = {"confounds": confounds} if confounds else {}
     if alternatives:
         extra["baselines"] = baselines_json(alternatives)
@@ -331,6 +333,8 @@ def stage_report(run: Run) -> None:
                         title=f"linsteer report: {model}",
                         extra=extra, notice_html=summary_html(alternatives) + confound_html(confounds))
     say(headline.verdict)
+    if headline.selection_text:
+        say(headline.selection_text)
     say(f"report: {path}")
     run.report = path
 
