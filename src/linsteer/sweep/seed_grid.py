@@ -6,8 +6,8 @@ greedy generation read with the seed's regex (``generate``: through the chain-of
 :func:`linsteer.generate.cot.generate_cot`, items of one category together so their k-shot
 exemplars are computed once, each answer stopped when the regex's letter is fixed or the model
 starts the next ``Q:``; rule ``seed_mmlu_pro_cot`` of :mod:`linsteer.prompts.answer_rules`) or by
-scoring the ten letters after ``The answer is (`` (``mc``), and appended to a JSONL file as soon as its batch is done, so a
-killed audit resumes where it stopped (a torn last line is ignored). Answers are deterministic
+scoring the ten letters after ``The answer is (`` (``mc``), and appended to a JSONL file as soon
+as its batch is done, so a killed audit resumes where it stopped (a torn last line is ignored). Answers are deterministic
 (greedy, or an argmax), so which sample of items a protocol later draws does not change them.
 """
 
@@ -26,8 +26,8 @@ from linsteer.extract.read import tokenize
 from linsteer.extract.vector import SteeringVector
 from linsteer.generate.cot import generate_cot
 from linsteer.model.load import LoadedModel
-from linsteer.prompts.items import MCItem
 from linsteer.prompts.answer_rules import SEED_MMLU_PRO_COT, answer_rule, letter_index
+from linsteer.prompts.items import MCItem
 from linsteer.prompts.seed_formats import SEED_LETTERS
 from linsteer.score.mc import option_rows, score_rows
 from linsteer.score.replay import Replayer
