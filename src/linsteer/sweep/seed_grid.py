@@ -8,7 +8,8 @@ exemplars are computed once, each answer stopped when the regex's letter is fixe
 starts the next ``Q:``; rule ``seed_mmlu_pro_cot`` of :mod:`linsteer.prompts.answer_rules`) or by
 scoring the ten letters after ``The answer is (`` (``mc``), and appended to a JSONL file as soon
 as its batch is done, so a killed audit resumes where it stopped (a torn last line is ignored).
-Answers are deterministic (greedy, or an argmax), so which sample of items a protocol later draws does not change them.
+Answers are deterministic (greedy, or an argmax), so which sample of items a protocol later
+draws does not change them.
 """
 
 from __future__ import annotations
