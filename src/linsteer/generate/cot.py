@@ -42,7 +42,6 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from linsteer.errors import LinsteerError
 from linsteer.generate.eager import (
@@ -52,6 +51,7 @@ from linsteer.generate.eager import (
     generate_answers,
     pad_token_id,
 )
+from linsteer.generate.kvcache import cache_kvs, left_pad_kv, make_cache
 from linsteer.model.head import contiguous_head
 from linsteer.model.layers import is_recurrent
 from linsteer.prompts.answer_rules import AnswerRule
@@ -72,63 +72,6 @@ class CotStats:
     logit_rows: int = 0
     forwards: int = 0
     shared: bool = False
-
-
-class _GrowLayer(DynamicLayer):
-    """A full-attention cache layer written in place into a buffer that grows by doubling (a
-    ``DynamicLayer`` concatenates, copying the whole cache at every step)."""
-
-    def __init__(self, keys: torch.Tensor | None = None, values: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self._k: torch.Tensor | None = None
-        self._v: torch.Tensor | None = None
-        self._len = 0
-        if keys is not None and values is not None:
-            self._place(keys, values)
-
-    def _place(self, keys: torch.Tensor, values: torch.Tensor, extra: int = 64) -> None:
-        batch, heads, length, dim = keys.shape
-        self._k = keys.new_zeros((batch, heads, length + extra, dim))
-        self._v = values.new_zeros((batch, heads, length + extra, values.shape[-1]))
-        self._k[:, :, :length] = keys
-        self._v[:, :, :length] = values
-        self._len = length
-        self.device, self.is_initialized = keys.device, True
-        self._views()
-
-    def _views(self) -> None:
-        assert self._k is not None and self._v is not None
-        self.keys, self.values = self._k[:, :, : self._len], self._v[:, :, : self._len]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
-               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        n = key_states.shape[-2]
-        if self._k is None or self._v is None:
-            self._place(key_states, value_states)
-            return key_states, value_states
-        if self._len + n > self._k.shape[-2]:
-            old_k, old_v = self._k[:, :, : self._len], self._v[:, :, : self._len]
-            self._place(old_k, old_v, extra=max(n, self._len))
-            assert self._k is not None and self._v is not None
-        self._k[:, :, self._len: self._len + n] = key_states
-        self._v[:, :, self._len: self._len + n] = value_states
-        self._len += n
-        self._views()
-        return self._k[:, :, : self._len], self._v[:, :, : self._len]
-
-    def get_seq_length(self) -> int:
-        return self._len
-
-
-def _cache(kvs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
-    cache = DynamicCache()
-    cache.layer_class_to_replicate = _GrowLayer
-    cache.layers = [_GrowLayer(k, v) for k, v in kvs]
-    return cache
-
-
-def _kvs(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def shared_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
@@ -183,14 +126,6 @@ def _finish(tokenizer: Any, row: _Row, eos: set[int], rule: AnswerRule,
     if len(tokens) >= max_new_tokens:
         return GenerationOutput(text, len(tokens), "length", tuple(tokens))
     return None
-
-
-def _left_pad_kv(kvs: Sequence[tuple[torch.Tensor, torch.Tensor]], width: int
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    if width == 0:
-        return list(kvs)
-    return [(torch.nn.functional.pad(k, (0, 0, width, 0)), torch.nn.functional.pad(v, (0, 0, width, 0)))
-            for k, v in kvs]
 
 
 def generate_cot(
@@ -307,7 +242,7 @@ class _Engine:
             cache = DynamicCache()
             self._forward(ids, torch.ones_like(ids), cache, part)
             self.stats.prefix_tokens += int(ids.numel())
-            kvs = _kvs(cache)
+            kvs = cache_kvs(cache)
             for j, c in enumerate(part):
                 self.prefix_kv[c] = [(k[j: j + 1], v[j: j + 1]) for k, v in kvs]
 
@@ -342,33 +277,33 @@ class _Engine:
             ids.append(self.prefix[P - d:] + self.suffixes[job % self.n])
             masks.append([0] * d + [1] * (P + s))
             cut = [(k[:, :, : P - d], v[:, :, : P - d]) for k, v in self.prefix_kv[c]]
-            kv_rows.append(_left_pad_kv(cut, d))
+            kv_rows.append(left_pad_kv(cut, d))
         ids_t = torch.tensor(ids, device=self.device)
         mask_t = torch.tensor(masks, device=self.device)
         if P > 0:
             kvs = [(torch.cat([r[layer][0] for r in kv_rows]), torch.cat([r[layer][1] for r in kv_rows]))
                    for layer in range(len(kv_rows[0]))]
-            cache = _cache(kvs)
+            cache = make_cache(kvs)
         else:
             cache = DynamicCache()
         logits = self._forward(ids_t, mask_t, cache, conds)
         first = logits.argmax(-1).tolist()
         rows = [_Row(job, c, P + s, [tok])
                 for job, c, s, tok in zip(group, conds, lens, first, strict=True)]
-        self._merge(_kvs(cache), mask_t, rows)
+        self._merge(cache_kvs(cache), mask_t, rows)
 
     def _merge(self, kvs: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor,
                rows: list[_Row]) -> None:
         if self.cache is None or self.mask is None or not self.rows:
-            self.cache, self.mask, self.rows = _cache(kvs), mask, rows
+            self.cache, self.mask, self.rows = make_cache(kvs), mask, rows
             return
-        old, width = _kvs(self.cache), max(self.mask.shape[1], mask.shape[1])
-        old = _left_pad_kv(old, width - self.mask.shape[1])
-        new = _left_pad_kv(kvs, width - mask.shape[1])
+        old, width = cache_kvs(self.cache), max(self.mask.shape[1], mask.shape[1])
+        old = left_pad_kv(old, width - self.mask.shape[1])
+        new = left_pad_kv(kvs, width - mask.shape[1])
         pad = torch.nn.functional.pad
         self.mask = torch.cat([pad(self.mask, (width - self.mask.shape[1], 0)),
                                pad(mask, (width - mask.shape[1], 0))])
-        self.cache = _cache([(torch.cat([a, c]), torch.cat([b, e]))
+        self.cache = make_cache([(torch.cat([a, c]), torch.cat([b, e]))
                              for (a, b), (c, e) in zip(old, new, strict=True)])
         self.rows = self.rows + rows
 
@@ -383,8 +318,8 @@ class _Engine:
         mask = self.mask.index_select(0, index)
         lead = int(mask.shape[1] - max(r.length for r in self.rows))
         self.mask = mask[:, lead:]
-        self.cache = _cache([(k.index_select(0, index)[:, :, lead:], v.index_select(0, index)[:, :, lead:])
-                             for k, v in _kvs(self.cache)])
+        self.cache = make_cache([(k.index_select(0, index)[:, :, lead:],
+                                  v.index_select(0, index)[:, :, lead:]) for k, v in cache_kvs(self.cache)])
 
     # ---- the loop --------------------------------------------------------------------
     def _settle(self) -> None:
