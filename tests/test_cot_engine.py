@@ -179,3 +179,21 @@ def test_formats_scored_by_likelihood_have_no_stop_rule() -> None:
     for fmt in ("mc_letter", "mc_text", "seed_mc"):
         with pytest.raises(LinsteerError, match="no stop rule"):
             answer_rule(fmt)
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3"])
+def test_score_gen_engines_agree_with_settings_as_rows_and_lirefs(name: str) -> None:
+    from linsteer.score.generated import score_gen
+    from linsteer.steer.setting import LIREFS, Setting
+    from linsteer.sweep.tasks import TaskSpec
+
+    lm = matrix_lm(name)
+    items = TaskSpec("arith_gen", "reasoning", n_dev=2, n_test=5).gen_items("test")
+    vec = vector(lm, seed=7)
+    grid = [Setting(vec, 1, "add", 3.0), Setting(vec, 1, "add", -2.0), Setting(vec, 0, "project_scale", 2.0),
+            Setting(vec, 1, LIREFS, 1.5)]
+    stats = CotStats()
+    cot = score_gen(lm, items, grid, batch_size=3, max_new_tokens=6, compiled=False, stats=stats)
+    full = score_gen(lm, items, grid, batch_size=3, max_new_tokens=6, compiled=False, engine="full")
+    assert cot == full and stats.shared
+    assert len(cot.unreadable) == len(cot.mean_tokens) == 1 + len(grid)
