@@ -1,9 +1,9 @@
 """The chain-of-thought engine against today's generation path, in the same run.
 
 8 GSM8K test items x 3 conditions (unsteered, and ``add`` of one random unit direction at the
-middle layer at two strengths, in units of that layer's residual norm measured on the first
-prompt) on Gemma 3 270M with the seed's 8-shot GSM8K format, 200 new tokens at most, through
-:func:`linsteer.score.generated.score_gen`:
+middle layer at two strengths, 0.01 and 0.02 of that layer's median residual norm on the first
+prompt: 0.05 already leaves every answer unreadable) on Gemma 3 270M with the seed's 8-shot GSM8K
+format, 200 new tokens at most, through :func:`linsteer.score.generated.score_gen`:
 
 * ``engine="cot"``: the shared 8-shot prefix once per condition, rows stopped when the seed's
   ``The final answer is N`` is complete (or at the next ``Q:``) and their slots refilled;
@@ -17,7 +17,11 @@ counted. The matmul reference: a 2048^3 matmul in the model's dtype, best of 3, 
 Prints ``cot engine: ratio R x vs one condition at a time, same answers: ..., tokens A vs B, F%
 of matmul`` (R = old seconds / new seconds; A, B = mean generated tokens, new and old).
 
+Float32 by default (the engine's tokens equal the full prompts' exactly in float32; in bfloat16
+the two paths' rounding differs and a few greedy answers can too).
+
 Usage: nice python benchmarks/bench_cot.py [--data ../shared/data/gsm8k/test.jsonl] [--items 8]
+       [--dtype float32] [--threads N]
 """
 
 from __future__ import annotations
@@ -56,8 +60,13 @@ def main() -> None:
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--strengths", default="0.01,0.02", help="add strengths, x the layer's norm")
+    parser.add_argument("--dtype", default="float32", help="float32: both paths give the same tokens")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
-    lm = ls.load_model(args.model)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm = ls.load_model(args.model, dtype=args.dtype)
     dtype = next(lm.model.parameters()).dtype
     items = load_gsm8k(args.data, limit=args.items)
     layer = lm.n_layers // 2
@@ -68,15 +77,18 @@ def main() -> None:
     norm = float(hidden.float().norm(dim=-1).median())
     direction = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(0))
     vector = SteeringVector({layer: direction}, {layer: norm}, {"random": 1}, {"model": lm.name})
-    settings = [Setting(vector, layer, "add", s, "norm") for s in (0.05, 0.1)]
+    settings = [Setting(vector, layer, "add", float(s), "norm") for s in args.strengths.split(",")]
     kwargs = {"prompt_format": "seed_gsm8k_8shot", "batch_size": args.batch_size,
               "max_new_tokens": args.max_new_tokens}
     flops_ref = matmul_flops(dtype)
 
     stats = CotStats()
     start = time.perf_counter()
+    def show(done: int, total: int) -> None:
+        print(f"cot: {done}/{total} answers after {time.perf_counter() - start:.0f}s", flush=True)
+
     new: GenScores = score_gen(lm, items, settings, engine="cot", stats=stats, compiled=False,
-                               **kwargs)  # type: ignore[arg-type]
+                               progress=show, **kwargs)  # type: ignore[arg-type]
     t_new = time.perf_counter() - start
     start = time.perf_counter()
     old: GenScores = score_gen(lm, items, settings, engine="full", compiled=False, **kwargs)  # type: ignore[arg-type]
