@@ -82,7 +82,9 @@ def test_audit_refuses_bad_input_before_writing(tmp_path: Path, capsys: pytest.C
     run = tmp_path / "run"
     for extra, part in ((["--contrast", "mmlu_pro-lite"], "mmlu_pro=PATH"),
                         (["--contrast", f"mmlu_pro={tmp_path / 'none.jsonl'}"], "not found"),
-                        (["--contrast", f"mmlu_pro={data}", "--strengths", "0.1,0.2"], "one scale")):
+                        (["--contrast", f"mmlu_pro={data}", "--strengths", "0.1,0.2"], "one scale"),
+                        (["--contrast", f"mmlu_pro={data}", "--strengths", "0.1", "--n", "2", "--n-dev",
+                          "2", "--n-test", "2", "--shots", "50"], "more than the")):
         assert main(["audit", "--model", "x", "--run-dir", str(run), "--quiet", *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and part in err

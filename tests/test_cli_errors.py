@@ -60,7 +60,8 @@ def _write_inputs(ws: Path) -> None:
                         ("badunit", "unit: furlongs"),
                         ("badtask", "tasks: [arith_mc, gsm8k=missing/test.jsonl]"),
                         ("badkey", "strenghts: [1.0]"), ("nullstr", "strengths: [.nan]"),
-                        ("memtest", "n_test_memorization: 200"), ("badformat", "format_cap: 1.5")):
+                        ("memtest", "n_test_memorization: 200"), ("badformat", "format_cap: 1.5"),
+                        ("nostop", "tasks: [arith_gen, facts_mc]\ngen_format: mc_letter")):
         (ws / f"{name}.yaml").write_text(TINY + extra + "\n")
     with_lora = TINY.replace("baselines: []", "baselines: [lora]")
     (ws / "badlr.yaml").write_text(with_lora + "lora_lrs: [0.0003, 0.0]\n")
@@ -143,6 +144,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "not a finite number"),
     ("strengths-garbage", [*RUN, "--strengths", "a,b"], "bad --strengths"),
     ("lora-rate-zero", ["run", "--model", "model", "--config", "badlr.yaml"], "lora_lrs must be"),
+    ("gen-format-without-stop-rule", ["run", "--model", "model", "--config", "nostop.yaml"],
+     "'mc_letter' has no stop rule"),
     ("format-cap-above-one", ["run", "--model", "model", "--config", "badformat.yaml"],
      "format_cap must be a share"),
     # paths

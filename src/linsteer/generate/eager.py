@@ -28,6 +28,7 @@ from linsteer.model.head import contiguous_head
 from linsteer.model.layers import is_recurrent
 
 OnBatch = Callable[[Sequence[int]], None]
+StopRule = Callable[[str], int | None]  # generated text -> where the answer ends (None: still open)
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,13 @@ class GenerationOutput:
     ``n_generated_tokens``: tokens the model emitted up to and including the one that completed
     the first stop string or the EOS token (all of them when it hit ``max_new_tokens``).
     ``finish_reason``: ``"stop"``, ``"eos"`` or ``"length"``.
+    ``token_ids``: the generated tokens counted in ``n_generated_tokens``.
     """
 
     text: str
     n_generated_tokens: int
     finish_reason: str
+    token_ids: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -109,9 +112,22 @@ def eos_token_ids(model: nn.Module, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def _stop_criteria(tokenizer: Any, stops: Sequence[str], prompt_len: int) -> Any:
+def _stop_criteria(tokenizer: Any, stops: Sequence[str], prompt_len: int,
+                   rule: StopRule | None = None) -> Any:
     from transformers import StoppingCriteria, StoppingCriteriaList
 
+    if rule is not None:
+        stop_rule: StopRule = rule
+
+        class _StopOnRule(StoppingCriteria):
+            def __call__(
+                self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+            ) -> torch.BoolTensor:
+                texts = tokenizer.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+                done = [stop_rule(t) is not None for t in texts]
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+        return StoppingCriteriaList([_StopOnRule()])
     window = 4 * max(len(s) for s in stops) + 4  # tokens; a character is at most 4 byte tokens
 
     class _StopOnStrings(StoppingCriteria):
@@ -127,7 +143,8 @@ def _stop_criteria(tokenizer: Any, stops: Sequence[str], prompt_len: int) -> Any
 
 
 def finish_generation(
-    tokenizer: Any, tokens: list[int], eos: set[int], stops: Sequence[str]
+    tokenizer: Any, tokens: list[int], eos: set[int], stops: Sequence[str],
+    rule: StopRule | None = None,
 ) -> GenerationOutput:
     eos_at = next((i for i, t in enumerate(tokens) if t in eos), None)
     body = tokens if eos_at is None else tokens[:eos_at]
@@ -136,6 +153,19 @@ def finish_generation(
         return str(tokenizer.decode(body[:n], skip_special_tokens=True))
 
     text = decode(len(body))
+    if rule is not None and rule(text) is not None:
+        lo, hi = 1, len(body)  # the first token after which the answer is complete
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if rule(decode(mid)) is not None:
+                hi = mid
+            else:
+                lo = mid + 1
+        short = decode(lo)
+        end = rule(short)
+        assert end is not None
+        return GenerationOutput(text=short[:end], n_generated_tokens=lo, finish_reason="stop",
+                                token_ids=tuple(body[:lo]))
     cut: tuple[int, str] | None = None
     for s in stops:
         pos = text.find(s)
@@ -150,10 +180,13 @@ def finish_generation(
                 hi = mid
             else:
                 lo = mid + 1
-        return GenerationOutput(text=text[:pos], n_generated_tokens=lo, finish_reason="stop")
+        return GenerationOutput(text=text[:pos], n_generated_tokens=lo, finish_reason="stop",
+                                token_ids=tuple(body[:lo]))
     if eos_at is not None:
-        return GenerationOutput(text=text, n_generated_tokens=eos_at + 1, finish_reason="eos")
-    return GenerationOutput(text=text, n_generated_tokens=len(tokens), finish_reason="length")
+        return GenerationOutput(text=text, n_generated_tokens=eos_at + 1, finish_reason="eos",
+                                token_ids=tuple(tokens[: eos_at + 1]))
+    return GenerationOutput(text=text, n_generated_tokens=len(tokens), finish_reason="length",
+                            token_ids=tuple(tokens))
 
 
 def generate_answers(
@@ -169,8 +202,13 @@ def generate_answers(
     seed: int = 0,
     on_batch: OnBatch | None = None,
     add_special_tokens: bool = True,
+    stop_rule: StopRule | None = None,
 ) -> list[GenerationOutput]:
     """Generate a continuation for every prompt (greedy unless ``do_sample``), in input order.
+
+    ``stop_rule`` (an :class:`~linsteer.prompts.answer_rules.AnswerRule`'s ``end``): a row stops
+    once the rule says its answer is complete, and its text is cut where the rule says (in place
+    of ``stop_strings``).
 
     Only ``max_new_tokens``, ``do_sample``/``temperature`` and the EOS/pad ids are used: the
     model's own generation config (top-k, repetition penalty, ...) is deliberately not inherited.
@@ -212,8 +250,8 @@ def generate_answers(
         for batch in batches_by_length([len(e) for e in encoded], batch_size, padless):
             ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)
             kwargs: dict[str, Any] = {}
-            if stops:
-                kwargs["stopping_criteria"] = _stop_criteria(tokenizer, stops, ids.shape[1])
+            if stops or stop_rule is not None:
+                kwargs["stopping_criteria"] = _stop_criteria(tokenizer, stops, ids.shape[1], stop_rule)
             if on_batch is not None:
                 on_batch(list(batch))
             out = model.generate(  # type: ignore[operator]
@@ -221,5 +259,5 @@ def generate_answers(
             )
             new = out[:, ids.shape[1] :].tolist()
             for row, item in enumerate(batch):
-                results[item] = finish_generation(tokenizer, new[row], set(eos), stops)
+                results[item] = finish_generation(tokenizer, new[row], set(eos), stops, stop_rule)
     return [r for r in results if r is not None]

@@ -94,6 +94,9 @@ def check_audit(config: RunConfig) -> RunConfig:
                             f"{len(config.strengths)} strengths")
     if min(config.n_dev, config.n_test, config.n_per_class) < 2:
         raise LinsteerError("the audit needs at least 2 items each for --n, --n-dev and --n-test")
+    test_file, val_file = audit_sources(config.contrast)
+    _split(config, load_mmlu_pro(test_file),
+           load_mmlu_pro(val_file, split="validation") if val_file else [])  # refuses too few shots
     return config
 
 
@@ -117,6 +120,10 @@ def _split(config: RunConfig, items: list[MCItem], val: list[MCItem]) -> dict[st
     shots: dict[str, list[MCItem]] = {}
     for cat in sorted({str(it.meta["category"]) for it in pool_r + dev + test}):
         source = [it for it in (val or order) if str(it.meta["category"]) == cat and it.id not in used]
+        if len(source) < config.shots:
+            where = "the validation file" if val else "the held-apart test items"
+            raise LinsteerError(f"--shots {config.shots} is more than the {len(source)} exemplars of "
+                                f"category {cat!r} in {where}; lower --shots to {len(source)} or less")
         shots[cat] = source[: config.shots]
     return {"pool_r": pool_r, "pool_m": pool_m, "pool_eval": pool_r[: min(n, 2 * config.n_test)],
             "dev": dev, "test": test, "shots": shots}
@@ -216,7 +223,9 @@ def run_audit(config: RunConfig, run_dir: Path, say: Say, progress: bool = True,
     payload = {
         "model": lm.name, "fingerprint": lm.fingerprint, "linsteer": __version__,
         "scoring": scoring,
-        "scoring_note": ("greedy generation read with 'answer is \\(?([A-J])\\)?'" if scoring == "generate"
+        "scoring_note": ("greedy generation read with 'answer is \\(?([A-J])\\)?', each answer stopped "
+                         "once its letter is fixed or at the next 'Q:' (the chain-of-thought engine)"
+                         if scoring == "generate"
                          else "multiple choice: the letters after 'The answer is (' scored, no "
                               "answer unreadable, so rows 2 and 3 coincide"),
         "exemplars": (f"{config.shots} per category from {val_file} with CoT" if cot else

@@ -19,12 +19,13 @@ from linsteer.extract.read import parse_position
 from linsteer.extract.vector import SteeringVector, check_compatible
 from linsteer.model.layers import check_layers, resolve_layer
 from linsteer.model.load import model_config, parse_dtype
+from linsteer.prompts.answer_rules import answer_rule
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.run.config import RunConfig, task_specs
 from linsteer.score.neutral import available_neutral_texts
 from linsteer.steer.setting import UNITS, check_setting_operator
-from linsteer.sweep.tasks import task_role
+from linsteer.sweep.tasks import is_generative, task_role
 
 MIN_PER_CLASS = 5  # the report's separability uses 5-fold cross-validation
 
@@ -182,6 +183,11 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     parse_position(config.position)
     for fmt in (config.prompt_format, config.task_format, config.gen_format):
         get_format(fmt)
+    if any(is_generative(task) for task in config.tasks):
+        try:
+            answer_rule(get_format(config.gen_format).name)
+        except LinsteerError as exc:
+            raise LinsteerError(f"config key 'gen_format': {exc}") from exc
     parse_dtype(config.dtype, "cpu")
     check_device(config.device)
     _check_tasks(config.tasks)

@@ -2,10 +2,14 @@
 
 A condition is unsteered (``base``) or the seed's intervention (:mod:`linsteer.steer.lirefs`)
 with one direction at one layer and scale. Each (condition, item) is answered once, either by
-greedy generation read with the seed's regex (``generate``) or by scoring the ten letters after
-``The answer is (`` (``mc``), and appended to a JSONL file as soon as its batch is done, so a
-killed audit resumes where it stopped (a torn last line is ignored). Answers are deterministic
-(greedy, or an argmax), so which sample of items a protocol later draws does not change them.
+greedy generation read with the seed's regex (``generate``: through the chain-of-thought engine,
+:func:`linsteer.generate.cot.generate_cot`, items of one category together so their k-shot
+exemplars are computed once, each answer stopped when the regex's letter is fixed or the model
+starts the next ``Q:``; rule ``seed_mmlu_pro_cot`` of :mod:`linsteer.prompts.answer_rules`) or by
+scoring the ten letters after ``The answer is (`` (``mc``), and appended to a JSONL file as soon
+as its batch is done, so a killed audit resumes where it stopped (a torn last line is ignored).
+Answers are deterministic (greedy, or an argmax), so which sample of items a protocol later
+draws does not change them.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import torch
 
 from linsteer.extract.read import tokenize
 from linsteer.extract.vector import SteeringVector
-from linsteer.generate.eager import generate_answers
+from linsteer.generate.cot import generate_cot
 from linsteer.model.load import LoadedModel
+from linsteer.prompts.answer_rules import SEED_MMLU_PRO_COT, answer_rule, letter_index
 from linsteer.prompts.items import MCItem
-from linsteer.prompts.seed_formats import SEED_LETTERS, seed_choice
+from linsteer.prompts.seed_formats import SEED_LETTERS
 from linsteer.score.mc import option_rows, score_rows
 from linsteer.score.replay import Replayer
 from linsteer.steer.lirefs import lirefs_intervention
@@ -100,9 +105,10 @@ def _mc_preds(lm: LoadedModel, items: Sequence[MCItem], prompts: Sequence[str],
 
 def _gen_preds(lm: LoadedModel, prompts: Sequence[str], batch_size: int,
                max_new_tokens: int) -> list[int | None]:
-    outs = generate_answers(lm.model, lm.tokenizer, list(prompts), max_new_tokens=max_new_tokens,
-                            batch_size=batch_size)
-    return [seed_choice(o.text) for o in outs]
+    rule = answer_rule(SEED_MMLU_PRO_COT)
+    outs = generate_cot(lm.model, lm.tokenizer, list(prompts), rule, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size)
+    return [letter_index(rule.read(o.text)) for o in outs]
 
 
 def answer_grid(
@@ -123,8 +129,14 @@ def answer_grid(
     counts as read (and wrong), as in the seed."""
     for c_index, cond in enumerate(conditions):
         todo = [i for i, it in enumerate(items) if (cond.key, it.id) not in cache.answers]
-        for start in range(0, len(todo), chunk):
-            part = todo[start: start + chunk]
+        # items of one category share their exemplars: chunks are cut within a category, so a
+        # chunk's prompts share that prefix
+        groups: dict[str, list[int]] = {}
+        for i in todo:
+            groups.setdefault(str(items[i].meta.get("category", "")), []).append(i)
+        parts = [g[k: k + chunk] for g in groups.values() for k in range(0, len(g), chunk)]
+        finished = 0
+        for part in parts:
             batch_prompts = [prompts[i] for i in part]
             with cond.applied(lm), torch.inference_mode():
                 if scoring == "mc":
@@ -137,6 +149,7 @@ def answer_grid(
                 item = items[i]
                 found[item.id] = Answer(pred, item.gold)
             cache.add(cond.key, found)
+            finished += len(part)
             if say is not None:
                 say(f"audit: condition {c_index + 1}/{len(conditions)} ({cond.key}): "
-                    f"{start + len(part)}/{len(todo)} items")
+                    f"{finished}/{len(todo)} items")
