@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class Run:
     vector: SteeringVector | None = None
     rows: list[CellRow] | None = None
     report: Path | None = None
+    estimate: bool = False  # say the run's expected time when the model loads (run_all's runs)
 
     def extracted(self) -> tuple[ActivationSet, SteeringVector]:
         """The activations and vector of :func:`stage_extract` (run first when missing)."""
@@ -132,8 +134,9 @@ def load(run: Run) -> LoadedModel:
         run.phase("load", time.perf_counter() - start, 0, 0.0)
         say(f"loaded {run.lm.name}: {run.lm.n_layers} layers, hidden size {run.lm.hidden_size}, "
             f"{str(run.lm.dtype).replace('torch.', '')}, fingerprint {run.lm.fingerprint}")
-        if lm.device.type == "cpu":
-            say(estimate_run(run.config, lm).line())
+        if run.estimate and lm.device.type == "cpu":
+            with suppress(LinsteerError):  # a task file is refused by its own stage, in its own words
+                say(estimate_run(run.config, lm).line())
     return run.lm
 
 
@@ -209,7 +212,7 @@ def plan_sweep(run: Run) -> tuple[list[Control], SweepSpec]:
             chosen = stage_scan(run.dir, load(run), controls, spec.tasks, strengths=cfg.scan_strengths,
                                 unit=spec.unit, top=cfg.scan_top, batch_size=spec.batch_size,
                                 say=run.say, n_items=cfg.scan_items)
-            if chosen and run.lm is not None and run.lm.device.type == "cpu":
+            if chosen and run.estimate and run.lm is not None and run.lm.device.type == "cpu":
                 run.say(estimate_run(cfg, run.lm, chosen).line(None))
         spec = replace(spec, layers=chosen or spec.layers)
     return controls, spec
@@ -244,7 +247,7 @@ def _config_json(config: RunConfig) -> str:
 
 def run_all(config: RunConfig, run_dir: Path, say: Say, progress: bool = True) -> Path:
     """The whole pipeline into ``run_dir``; returns the report's path."""
-    run = Run(run_dir, validate_config(config), say, progress)  # idempotent: the CLI checked it
+    run = Run(run_dir, validate_config(config), say, progress, estimate=True)  # the CLI checked it
     with run_lock(run_dir):  # one writer per run directory
         run.save_config()
         t0 = time.perf_counter()
