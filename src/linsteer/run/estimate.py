@@ -9,8 +9,9 @@ token through the blocks it runs (a replayed condition at layer ``L`` runs the b
 ``L`` only) plus ``2 x hidden x vocabulary`` per position the LM head scores; training costs
 three forwards. The sweep's layer is not known before the scan: the estimate takes the middle of
 the stack. The machine's speed is a matmul of the model's width in the model's dtype (a tenth of
-a second), and ``EFFICIENCY`` is the share of it a run achieves, measured on the default run
-(README: "What the default run costs").
+a second), and ``EFFICIENCY`` is the share of it a run achieves, per dtype, measured on the
+default run (README: "What the default run costs"): a bf16 matmul is fast enough that the
+non-matmul work (norms, hooks, sampling the head's blocks) costs a larger share of the run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ from linsteer.sweep.run import flops_per_token
 from linsteer.sweep.tasks import TaskSpec
 
 BUDGET_S = 600.0  # the default run's budget on 2 CPU cores
-EFFICIENCY = 0.5  # achieved model FLOP/s over the matmul's, measured on default runs (see README)
+# Achieved model FLOP/s over the matmul's, measured on cold default runs of Gemma 3 270M on 2 Zen 5
+# cores (2026-12-04): fp32 under AVX2 0.71-0.84 (442 s), bf16 on AVX512-BF16 0.54-0.57 (194 s);
+# rounded down so that the estimate errs long. Other dtypes take the lower figure.
+EFFICIENCY = {"float32": 0.7, "bfloat16": 0.5}
+DEFAULT_EFFICIENCY = 0.5
 OVERHEAD_S = 30.0  # loading, the confound probes, figures and the report
 CALIBRATION_PASSES = 8  # the sweep's KL search per direction and sign: a 3-point grid, then 2 rounds
 SCAN_CALIBRATION_PASSES = 5  # the scan's: a 3-point grid and 2 rounds, one budget
@@ -192,9 +197,10 @@ def estimate_run(config: RunConfig, lm: LoadedModel, steered_layers: tuple[int, 
     """The run's expected wall time on this machine (see the module docstring); with
     ``steered_layers`` (the scan's choice) the time of what is left after the scan."""
     gflops = matmul_gflops(lm)
+    efficiency = EFFICIENCY.get(str(lm.dtype).replace("torch.", ""), DEFAULT_EFFICIENCY)
 
     def seconds(flops: float) -> float:
-        return flops / (gflops * 1e9 * EFFICIENCY) + OVERHEAD_S
+        return flops / (gflops * 1e9 * efficiency) + OVERHEAD_S
 
     if steered_layers is not None:
         left = seconds(run_flops(config, lm, steered_layers=steered_layers, scan=False))
