@@ -49,6 +49,12 @@ def test_run_writes_a_complete_run_directory(tiny_folder: Path, tmp_path: Path,
     summary = results["summary"]
     head = summary[0] if isinstance(summary, list) else summary
     assert head["best_layer"] in (0, 1) and head["baseline_acc"] is not None
+    # the report says which dtype ran, on which machine and which torch kernels
+    dtype = results["settings"]["vector.dtype"]
+    assert dtype in ("float32", "bfloat16") and results["title"].endswith(f"({dtype})")
+    assert f"({dtype})</title>" in report.read_text()
+    machine = results["settings"]["machine"]
+    assert machine.startswith("cpu: ") and "torch kernels" in machine
     cells = (run_dir / "tables" / "cells.csv").read_text()
     assert ",pca," in cells and ",mean_diff," in cells  # a second vector source, swept alongside
     assert len(list((run_dir / "figures").glob("*.png"))) >= 5

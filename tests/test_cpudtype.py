@@ -43,3 +43,12 @@ def test_the_verdict_is_measured_once_per_machine(tmp_path: Path) -> None:
 
 def test_a_real_measurement_runs() -> None:
     assert cpu_default_dtype(None, NATIVE) in (torch.float32, torch.bfloat16)
+
+
+def test_the_machine_is_named_with_its_bf16_kind_and_torch_kernels() -> None:
+    from linsteer.model.cpudtype import machine_text
+
+    native = machine_text("cpu", NATIVE)
+    assert native.startswith("cpu: Test CPU 9000, ") and "AVX512-BF16" in native
+    assert "AVX2 (torch kernels: " in machine_text("cpu", EMULATED)
+    assert torch.backends.cpu.get_cpu_capability() in machine_text("cpu", NATIVE)

@@ -54,6 +54,23 @@ def _machine_key(info: str) -> str:
     return f"{model} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
+def machine_text(device: torch.device | str = "cpu", info: str | None = None) -> str:
+    """The machine a run computes on, for reports: the CPU model, its threads and its bf16 kind
+    (native AVX512-BF16/AMX or not), or the GPU's name."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type != "cpu":
+        return device.type
+    info = _cpu_info() if info is None else info
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), "unknown cpu")
+    kind = ("AMX" if "amx_bf16" in info else "AVX512-BF16" if "avx512_bf16" in info
+            else "AVX512" if "avx512f" in info else "AVX2" if "avx2" in info else "no AVX2")
+    kernels = torch.backends.cpu.get_cpu_capability()  # lower than the CPU's where ATEN_CPU_CAPABILITY says
+    return f"cpu: {model}, {torch.get_num_threads()} threads, {kind} (torch kernels: {kernels})"
+
+
 def cpu_default_dtype(cache: Path | None, info: str | None = None,
                       timer: Callable[[torch.dtype], float] = _matmul_seconds) -> torch.dtype:
     """fp32, or bf16 where the CPU computes it natively and measurably faster (see module doc).

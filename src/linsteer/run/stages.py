@@ -26,6 +26,7 @@ from linsteer.extract.controls import Control, build_controls
 from linsteer.extract.methods import extract
 from linsteer.extract.vector import SteeringVector
 from linsteer.io import atomic_write, write_json
+from linsteer.model.cpudtype import machine_text
 from linsteer.model.load import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.report.alternatives import baselines_json, cost_figure, cost_rows, summary_html, table_rows
@@ -266,6 +267,8 @@ def settings_block(run: Run, vector: SteeringVector) -> dict[str, Any]:
         if key in vector.meta:
             out[f"vector.{key}"] = vector.meta[key]
     out["vector.class counts"] = json.dumps(vector.counts)
+    if run.lm is not None:  # the machine of this process (a resumed run's earlier stages may differ)
+        out["machine"] = machine_text(run.lm.device)
     return out
 
 
@@ -333,7 +336,7 @@ def stage_report(run: Run) -> None:
                                if k not in ("cells", "baseline_item_gold_probs")}
     path = write_report(run.dir, summary=heads, figures=figs, tables=tables,
                         settings=settings_block(run, vector),
-                        title=f"linsteer report: {model}",
+                        title=f"linsteer report: {model} ({vector.meta.get('dtype', '?')})",
                         extra=extra, notice_html=summary_html(alternatives) + confound_html(confounds))
     say(headline.verdict)
     if headline.selection_text:
