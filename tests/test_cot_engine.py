@@ -17,7 +17,8 @@ import torch
 from linsteer.errors import LinsteerError
 from linsteer.generate.cot import CotStats, generate_cot, prefix_sharing, shared_prefix_length
 from linsteer.generate.eager import generate_answers
-from linsteer.prompts.answer_rules import SEED_MMLU_PRO_COT, AnswerRule, answer_rule
+from linsteer.prompts.answer_rules import AnswerRule, answer_rule
+from linsteer.prompts.seed_formats import SEED_MMLU_PRO_COT
 from linsteer.steer.hooks import Steer, SteeringHandle, steering
 from linsteer.steer.lirefs import lirefs_intervention
 from matrix_archs import MATRIX

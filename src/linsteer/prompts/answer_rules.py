@@ -14,8 +14,9 @@ An :class:`AnswerRule` has two parts, both plain functions of the generated text
   failure, never guessed).
 
 Rules by format: the seed's 8-shot GSM8K (``seed_gsm8k_8shot``) is read with the seed's
-``The final answer is (\\d+\\.?\\d*)``; the seed's MMLU-Pro CoT prompt (``seed_mmlu_pro_cot``) and
-``mmlu_pro_cot_5shot`` with ``answer is \\(?([A-J])\\)?``; the CoT formats whose exemplars end
+``The final answer is (\\d+\\.?\\d*)``; the seed's MMLU-Pro CoT prompt (``seed_mmlu_pro_cot``: the
+audit's and the ``mmlu_pro_cot=PATH`` task's, ended at the next ``Q:``) and ``mmlu_pro_cot_5shot``
+(ended at the next ``Question:``) with ``answer is \\(?([A-J])\\)?``; the CoT formats whose exemplars end
 ``The final answer is N.`` (``gsm8k_cot_8shot``, ``mgsm_cot_8shot``) and ``zero_shot`` by the final
 number (:func:`~linsteer.prompts.answers.extract_number`, MGSM by its language). Formats scored by
 option log-likelihoods (``mc_letter``, ``mc_text``, ``seed_mc``) have no rule.
@@ -29,9 +30,8 @@ from dataclasses import dataclass
 
 from linsteer.errors import LinsteerError
 from linsteer.prompts.answers import extract_number
-from linsteer.prompts.seed_formats import SEED_CHOICE_RE, SEED_FINAL_RE, SEED_LETTERS
+from linsteer.prompts.seed_formats import SEED_CHOICE_RE, SEED_FINAL_RE, SEED_LETTERS, SEED_MMLU_PRO_COT
 
-SEED_MMLU_PRO_COT = "seed_mmlu_pro_cot"  # the audit's prompt (prompts/seed_formats), not a PromptFormat
 _NEXT_Q = re.compile(r"\n\s*Q:")
 _NEXT_QUESTION = re.compile(r"\n\s*Question:")
 _LINE_END = re.compile(r"\S[^\n]*\n")
