@@ -9,7 +9,9 @@ on the reasoning items, :mod:`linsteer.prompts.seed_mmlu`: generation, the lette
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from linsteer.errors import LinsteerError
 from linsteer.prompts.benchmarks import load_benchmark
@@ -75,6 +77,15 @@ class TaskSpec:
     @property
     def generative(self) -> bool:
         return is_generative(self.name)
+
+    def key(self) -> dict[str, Any]:
+        """The task's identity in a store's group key: its fields, the held-apart ids as one digest
+        (left out when there are none, so other tasks' keys are what they always were)."""
+        out = asdict(self)
+        held = out.pop("exclude")
+        if held:
+            out["exclude_sha256"] = hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest()
+        return out
 
     def items(self, split: str) -> list[MCItem]:
         n = self.n_dev if split == "dev" else self.n_test
