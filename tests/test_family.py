@@ -221,9 +221,10 @@ def test_family_on_the_seeds_cot_tasks_pairs_every_member_on_the_same_items_and_
                             for r in [r for r in short if r["category"] == cat][:12]))
     tasks = [f"gsm8k={DATA / 'gsm8k' / 'test.jsonl'}", f"mmlu_pro_cot={mmlu}", "facts_mc"]
     spec = _family(tmp_path, {"base": (32, 3), "instruct": (48, 2)})
-    config = CONFIG.replace("strengths: [-1.0, 1.0]", "strengths: [1.0]") + (
+    config = CONFIG.replace("strengths: [-1.0, 1.0]", "strengths: [1.0]").replace(
+        "n_null: 2", "n_null: 1").replace("n_dev: 4", "n_dev: 2") + (
         f"layers: [1]\ntasks: {json.dumps(tasks)}\ngen_format: seed_gsm8k_8shot\nmmlu_pro_shots: 1\n"
-        "max_new_tokens: 6\n")
+        "max_new_tokens: 4\n")
     report = _run(tmp_path, spec, config, capsys)
     root = report.parent
     configs = {role: yaml.safe_load((root / role / "config.yaml").read_text())
