@@ -18,7 +18,8 @@ from linsteer.prompts.benchmarks import load_mmlu_pro
 from linsteer.prompts.formats import get_format
 from linsteer.prompts.seed_formats import SEED_COT_CUE, SEED_LETTERS, SEED_MMLU_PRO_COT, seed_mmlu_pro_prompt
 from linsteer.prompts.seed_mmlu import category, is_reasoning
-from linsteer.run.config import contrast_ids, make_config, task_specs
+from linsteer.run.config import RunConfig, contrast_ids, make_config, task_specs
+from linsteer.run.extract import check_extract
 from linsteer.run.validate import validate_config
 from linsteer.score.generated import score_gen
 from linsteer.score.records import score_generation
@@ -132,3 +133,5 @@ def test_validation_refuses_in_one_line_before_any_work(tmp_path: Path) -> None:
     one_line_error(lambda: check(f"mmlu_pro_cot={six}", gen_format=SEED_MMLU_PRO_COT),
                    "config key 'gen_format'", "own prompt")
     one_line_error(lambda: check(f"mmlu_pro_cot={six}", mmlu_pro_shots=-1), "mmlu_pro_shots")
+    one_line_error(lambda: check_extract(RunConfig(prompt_format=SEED_MMLU_PRO_COT), tmp_path / "v.st"),
+                   "--format: 'seed_mmlu_pro_cot' is the mmlu_pro_cot=PATH task's own prompt")

@@ -254,6 +254,16 @@ def get_format(name: str, *, exemplars: Sequence[MCItem] | None = None) -> Promp
     raise LinsteerError(f"unknown prompt format {name!r}; known: {', '.join(FORMAT_NAMES)}")
 
 
+def question_format(name: str, key: str) -> PromptFormat:
+    """A format by name that renders any question (``key``: the setting named in the refusal);
+    ``seed_mmlu_pro_cot`` renders only its task's items and is refused in one line."""
+    fmt = get_format(name)
+    if fmt.style == "seed_mmlu_cot":
+        raise LinsteerError(f"{key}: {name!r} is the mmlu_pro_cot=PATH task's own prompt (that task "
+                            "needs no format setting); use another format, e.g. seed_gsm8k_8shot")
+    return fmt
+
+
 # --------------------------------------------------------------------------- chat
 
 

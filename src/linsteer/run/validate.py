@@ -20,8 +20,7 @@ from linsteer.extract.vector import SteeringVector, check_compatible
 from linsteer.model.layers import check_layers, resolve_layer
 from linsteer.model.load import model_config, parse_dtype
 from linsteer.prompts.answer_rules import answer_rule
-from linsteer.prompts.formats import get_format
-from linsteer.prompts.seed_formats import SEED_MMLU_PRO_COT
+from linsteer.prompts.formats import get_format, question_format
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.run.config import RunConfig, task_specs
 from linsteer.score.neutral import available_neutral_texts
@@ -183,13 +182,8 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     finite(config.strengths, "strengths (--strengths)")
     check_damage(config)
     parse_position(config.position)
-    for fmt in (config.prompt_format, config.task_format, config.gen_format):
-        get_format(fmt)
     for key in ("prompt_format", "task_format", "gen_format"):
-        if getattr(config, key) == SEED_MMLU_PRO_COT:  # the prompt its items carry, no other's
-            raise LinsteerError(f"config key {key!r}: {SEED_MMLU_PRO_COT!r} is the mmlu_pro_cot=PATH "
-                                "task's own prompt (that task needs no format key); use another format, "
-                                "e.g. gen_format: seed_gsm8k_8shot")
+        question_format(getattr(config, key), f"config key {key!r}")
     if any(is_generative(task) and own_format(task) is None for task in config.tasks):
         try:
             answer_rule(get_format(config.gen_format).name)
