@@ -218,7 +218,8 @@ def run_audit(config: RunConfig, run_dir: Path, say: Say, progress: bool = True,
         "model": lm.name, "fingerprint": lm.fingerprint, "linsteer": __version__,
         "scoring": scoring,
         "scoring_note": ("greedy generation read with 'answer is \\(?([A-J])\\)?', each answer stopped "
-                         "once its letter is fixed or at the next 'Q:' (the chain-of-thought engine)"
+                         "once its letter is fixed or at the next 'Q:' or 'Question:' (the "
+                         "chain-of-thought engine)"
                          if scoring == "generate"
                          else "multiple choice: the letters after 'The answer is (' scored, no "
                               "answer unreadable, so rows 2 and 3 coincide"),
