@@ -16,6 +16,7 @@ from archs import arch_model
 from helpers import DATA, needs_data, one_line_error
 from linsteer.cli.main import main
 from linsteer.errors import LinsteerError
+from linsteer.results.table import summarize
 from linsteer.run.config import make_config, task_specs
 from linsteer.run.family import MEMBERS_TABLE, SEED_TABLE, SIMILARITY_TABLE, parse_family
 from linsteer.score.records import ItemResult
@@ -244,3 +245,10 @@ def test_family_on_the_seeds_cot_tasks_pairs_every_member_on_the_same_items_and_
             assert row["n"] == 6 and 0.0 <= row["unreadable"] <= 1.0 and row["mean_generated_tokens"] > 0
             assert row["p_vs_base"] is not None and row["p_vs_steered"] is not None  # paired rows
     assert results["family"]["tasks"][:2] == ["gsm8k", "mmlu_pro_cot"]
+    # the base's own run (run mode): 4 random tokens never say "answer is (X)", so every answer is
+    # unreadable, counted as a format failure and wrong (a guessed letter would score ~10%)
+    with ResultStore(store_path(root / "base")) as store:
+        cells = [r for r in summarize(store) if r["task"] == tasks[1]]
+    assert {r["split"] for r in cells} == {"dev", "test"} and {"baseline", "real", "null"} <= {
+        r["kind"] for r in cells}
+    assert all(r["format_failures"] == r["n"] and r["accuracy"] == 0.0 for r in cells)
