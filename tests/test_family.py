@@ -220,10 +220,10 @@ def test_family_on_the_seeds_cot_tasks_pairs_every_member_on_the_same_items_and_
     mmlu = tmp_path / "mmlu_pro.jsonl"  # real reasoning rows with short prompts, two categories
     mmlu.write_text("".join(json.dumps(r) + "\n" for cat in ("math", "physics")
                             for r in [r for r in short if r["category"] == cat][:12]))
-    tasks = [f"gsm8k={DATA / 'gsm8k' / 'test.jsonl'}", f"mmlu_pro_cot={mmlu}", "facts_mc"]
+    tasks = [f"gsm8k={DATA / 'gsm8k' / 'test.jsonl'}", f"mmlu_pro_cot={mmlu}"]
     spec = _family(tmp_path, {"base": (32, 3), "instruct": (48, 2)})
     config = CONFIG.replace("strengths: [-1.0, 1.0]", "strengths: [1.0]").replace(
-        "n_null: 2", "n_null: 1").replace("n_dev: 4", "n_dev: 2") + (
+        "n_null: 2", "n_null: 1").replace("n_dev: 4", "n_dev: 2").replace("n_test: 6", "n_test: 4") + (
         f"layers: [1]\ntasks: {json.dumps(tasks)}\ngen_format: seed_gsm8k_8shot\nmmlu_pro_shots: 1\n"
         "max_new_tokens: 4\n")
     report = _run(tmp_path, spec, config, capsys)
@@ -239,12 +239,12 @@ def test_family_on_the_seeds_cot_tasks_pairs_every_member_on_the_same_items_and_
         family_rows = [r for r in results["family"]["rows"] if r["task"] == task]
         assert [r["method"] for r in family_rows] == ["base", "steered", "sibling:instruct"]
         items = {role: _test_items(root / role, task) for role in ("base", "instruct")}
-        assert items["base"] == items["instruct"] == expected[task] and len(expected[task]) == 6
+        assert items["base"] == items["instruct"] == expected[task] and len(expected[task]) == 4
         assert len({r["items_sha256"] for r in family_rows}) == 1
         for row in family_rows:
-            assert row["n"] == 6 and 0.0 <= row["unreadable"] <= 1.0 and row["mean_generated_tokens"] > 0
+            assert row["n"] == 4 and 0.0 <= row["unreadable"] <= 1.0 and row["mean_generated_tokens"] > 0
             assert row["p_vs_base"] is not None and row["p_vs_steered"] is not None  # paired rows
-    assert results["family"]["tasks"][:2] == ["gsm8k", "mmlu_pro_cot"]
+    assert results["family"]["tasks"] == ["gsm8k", "mmlu_pro_cot"]
     # the base's own run (run mode): 4 random tokens never say "answer is (X)", so every answer is
     # unreadable, counted as a format failure and wrong (a guessed letter would score ~10%)
     with ResultStore(store_path(root / "base")) as store:
