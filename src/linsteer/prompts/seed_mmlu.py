@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from linsteer.errors import LinsteerError
@@ -101,7 +102,19 @@ def cot_item(item: MCItem, exemplars: Sequence[MCItem]) -> GenItem:
 
 def mmlu_pro_cot_items(path: str | Path, split: str, *, n_dev: int, n_test: int, shots: int,
                        seed: int = 0, exclude: frozenset[str] = frozenset()) -> list[GenItem]:
-    """The ``mmlu_pro_cot=PATH`` task's ``split`` items (see :func:`mmlu_pro_cot_split`)."""
-    cut = mmlu_pro_cot_split(load_mmlu_pro(path), n_dev=n_dev, n_test=n_test, shots=shots, seed=seed,
-                             exclude=exclude, where=str(path))
-    return cut.items(split)
+    """The ``mmlu_pro_cot=PATH`` task's ``split`` items (see :func:`mmlu_pro_cot_split`); the file
+    is read once per version of it (a run asks for both splits several times)."""
+    p = Path(path)
+    try:
+        version = p.stat().st_mtime_ns, p.stat().st_size
+    except OSError:
+        version = (0, 0)  # the loader refuses it in one line
+    return _split(str(p), version, n_dev, n_test, shots, seed, exclude).items(split)
+
+
+@lru_cache(maxsize=8)
+def _split(path: str, version: tuple[int, int], n_dev: int, n_test: int, shots: int, seed: int,
+           exclude: frozenset[str]) -> CotSplit:
+    """One read of the file per (path, version: its mtime and size) and settings."""
+    return mmlu_pro_cot_split(load_mmlu_pro(path), n_dev=n_dev, n_test=n_test, shots=shots, seed=seed,
+                              exclude=exclude, where=path)
