@@ -17,7 +17,8 @@ import torch
 from linsteer.errors import LinsteerError
 from linsteer.generate.cot import CotStats, generate_cot, prefix_sharing, shared_prefix_length
 from linsteer.generate.eager import generate_answers
-from linsteer.prompts.answer_rules import SEED_MMLU_PRO_COT, AnswerRule, answer_rule
+from linsteer.prompts.answer_rules import AnswerRule, answer_rule
+from linsteer.prompts.seed_formats import SEED_MMLU_PRO_COT
 from linsteer.steer.hooks import Steer, SteeringHandle, steering
 from linsteer.steer.lirefs import lirefs_intervention
 from matrix_archs import MATRIX
@@ -150,7 +151,8 @@ def test_seed_gsm8k_answer_ends_at_its_final_answer_never_inside_a_number() -> N
 
 
 def test_choice_formats_end_when_the_letter_is_fixed_or_at_the_next_question() -> None:
-    for fmt, marker in ((SEED_MMLU_PRO_COT, "\n\nQ: next"), ("mmlu_pro_cot_5shot", "\n\n Question: next")):
+    for fmt, marker in ((SEED_MMLU_PRO_COT, "\n\nQ: next"), (SEED_MMLU_PRO_COT, "\nQuestion: next"),
+                        ("mmlu_pro_cot_5shot", "\n\n Question: next")):
         rule = answer_rule(fmt)
         assert rule.end("so the answer is (") is None
         assert rule.end("so the answer is (B") is None

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from archs import arch_model
-from helpers import one_line_error
+from helpers import DATA, needs_data, one_line_error
 from linsteer.cli.main import main
 from linsteer.errors import LinsteerError
+from linsteer.results.table import summarize
+from linsteer.run.config import make_config, task_specs
 from linsteer.run.family import MEMBERS_TABLE, SEED_TABLE, SIMILARITY_TABLE, parse_family
 from linsteer.score.records import ItemResult
 from linsteer.sweep.store import ResultStore, store_path
@@ -206,3 +209,46 @@ def test_family_refuses_a_bad_sibling_before_any_work(tmp_path: Path, capsys: py
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("linsteer: error: unknown model") and str(tmp_path / "missing") in err[-1]
     assert not (tmp_path / "runs").exists()  # nothing written, the base not even started
+
+
+@needs_data
+def test_family_on_the_seeds_cot_tasks_pairs_every_member_on_the_same_items_and_format(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [json.loads(line) for line in (DATA / "mmlu_pro" / "test.jsonl").open()]
+    short = [r for r in rows if len(r["question"]) + sum(map(len, r["options"])) < 220
+             and len(r["options"]) > 1]
+    mmlu = tmp_path / "mmlu_pro.jsonl"  # real reasoning rows with short prompts, two categories
+    mmlu.write_text("".join(json.dumps(r) + "\n" for cat in ("math", "physics")
+                            for r in [r for r in short if r["category"] == cat][:12]))
+    tasks = [f"gsm8k={DATA / 'gsm8k' / 'test.jsonl'}", f"mmlu_pro_cot={mmlu}"]
+    spec = _family(tmp_path, {"base": (32, 3), "instruct": (48, 2)})
+    config = CONFIG.replace("strengths: [-1.0, 1.0]", "strengths: [1.0]").replace(
+        "n_null: 2", "n_null: 1").replace("n_dev: 4", "n_dev: 2").replace("n_test: 6", "n_test: 4") + (
+        f"layers: [1]\ntasks: {json.dumps(tasks)}\ngen_format: seed_gsm8k_8shot\nmmlu_pro_shots: 1\n"
+        "max_new_tokens: 4\n")
+    report = _run(tmp_path, spec, config, capsys)
+    root = report.parent
+    configs = {role: yaml.safe_load((root / role / "config.yaml").read_text())
+               for role in ("base", "instruct")}
+    assert configs["base"].pop("model") != configs["instruct"].pop("model")
+    assert configs["base"] == configs["instruct"]  # same tasks, formats, items asked for
+    results = json.loads((root / "results.json").read_text())
+    expected = {t.name: sorted(it.id for it in t.gen_items("test"))
+                for t in task_specs(make_config("quick", tmp_path / "c.yaml")) if t.generative}
+    for task in tasks[:2]:
+        family_rows = [r for r in results["family"]["rows"] if r["task"] == task]
+        assert [r["method"] for r in family_rows] == ["base", "steered", "sibling:instruct"]
+        items = {role: _test_items(root / role, task) for role in ("base", "instruct")}
+        assert items["base"] == items["instruct"] == expected[task] and len(expected[task]) == 4
+        assert len({r["items_sha256"] for r in family_rows}) == 1
+        for row in family_rows:
+            assert row["n"] == 4 and 0.0 <= row["unreadable"] <= 1.0 and row["mean_generated_tokens"] > 0
+            assert row["p_vs_base"] is not None and row["p_vs_steered"] is not None  # paired rows
+    assert results["family"]["tasks"] == ["gsm8k", "mmlu_pro_cot"]
+    # the base's own run (run mode): 4 random tokens never say "answer is (X)", so every answer is
+    # unreadable, counted as a format failure and wrong (a guessed letter would score ~10%)
+    with ResultStore(store_path(root / "base")) as store:
+        cells = [r for r in summarize(store) if r["task"] == tasks[1]]
+    assert {r["split"] for r in cells} == {"dev", "test"} and {"baseline", "real", "null"} <= {
+        r["kind"] for r in cells}
+    assert all(r["format_failures"] == r["n"] and r["accuracy"] == 0.0 for r in cells)

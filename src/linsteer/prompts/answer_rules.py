@@ -14,11 +14,13 @@ An :class:`AnswerRule` has two parts, both plain functions of the generated text
   failure, never guessed).
 
 Rules by format: the seed's 8-shot GSM8K (``seed_gsm8k_8shot``) is read with the seed's
-``The final answer is (\\d+\\.?\\d*)``; the seed's MMLU-Pro CoT prompt (``seed_mmlu_pro_cot``) and
-``mmlu_pro_cot_5shot`` with ``answer is \\(?([A-J])\\)?``; the CoT formats whose exemplars end
-``The final answer is N.`` (``gsm8k_cot_8shot``, ``mgsm_cot_8shot``) and ``zero_shot`` by the final
-number (:func:`~linsteer.prompts.answers.extract_number`, MGSM by its language). Formats scored by
-option log-likelihoods (``mc_letter``, ``mc_text``, ``seed_mc``) have no rule.
+``The final answer is (\\d+\\.?\\d*)``; the seed's MMLU-Pro CoT prompt (``seed_mmlu_pro_cot``: the
+audit's and the ``mmlu_pro_cot=PATH`` task's, ended at the next ``Q:`` or ``Question:``) and
+``mmlu_pro_cot_5shot`` (ended at the next ``Question:``) with ``answer is \\(?([A-J])\\)?``; the CoT
+formats whose exemplars end ``The final answer is N.`` (``gsm8k_cot_8shot``, ``mgsm_cot_8shot``) and
+``zero_shot`` by the final number (:func:`~linsteer.prompts.answers.extract_number`, MGSM by its
+language). Formats scored by option log-likelihoods (``mc_letter``, ``mc_text``, ``seed_mc``) have
+no rule.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from dataclasses import dataclass
 
 from linsteer.errors import LinsteerError
 from linsteer.prompts.answers import extract_number
-from linsteer.prompts.seed_formats import SEED_CHOICE_RE, SEED_FINAL_RE, SEED_LETTERS
+from linsteer.prompts.seed_formats import SEED_CHOICE_RE, SEED_FINAL_RE, SEED_LETTERS, SEED_MMLU_PRO_COT
 
-SEED_MMLU_PRO_COT = "seed_mmlu_pro_cot"  # the audit's prompt (prompts/seed_formats), not a PromptFormat
 _NEXT_Q = re.compile(r"\n\s*Q:")
 _NEXT_QUESTION = re.compile(r"\n\s*Question:")
+_NEXT_Q_OR_QUESTION = re.compile(r"\n\s*(?:Q|Question):")
 _LINE_END = re.compile(r"\S[^\n]*\n")
 
 
@@ -100,7 +102,7 @@ def answer_rule(format_name: str, language: str | None = None) -> AnswerRule:
     if format_name == "seed_gsm8k_8shot":
         return _seed_gsm_rule()
     if format_name == SEED_MMLU_PRO_COT:
-        return _choice_rule(format_name, _NEXT_Q)
+        return _choice_rule(format_name, _NEXT_Q_OR_QUESTION)  # its exemplars' Q:, or Question:
     if format_name == "mmlu_pro_cot_5shot":
         return _choice_rule(format_name, _NEXT_QUESTION)
     if format_name in ("gsm8k_cot_8shot", "mgsm_cot_8shot"):

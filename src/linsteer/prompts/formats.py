@@ -12,6 +12,9 @@ A :class:`PromptFormat` turns a question (and options) into the exact prompt str
 * ``mmlu_pro_cot_5shot`` - MMLU-Pro 5-shot CoT with lettered options A.-J.; exemplars are
   MMLU-Pro items that carry ``cot_content`` (from a validation/dev pool), passed to
   :func:`mmlu_pro_cot_format` or ``get_format(..., exemplars=...)``.
+* ``seed_mmlu_pro_cot`` - the seed's k-shot MMLU-Pro CoT prompt of an item of the
+  ``mmlu_pro_cot=PATH`` task (:mod:`linsteer.prompts.seed_mmlu`), which carries it, built with its
+  category's exemplars, in ``meta["prompt"]``; nothing else renders in it.
 
 Few-shot MC items (``MCItem.shots``) are rendered before the question in the MC formats.
 :func:`chat` wraps any format with a tokenizer's chat template.
@@ -25,10 +28,10 @@ from typing import Any, Literal
 
 from linsteer.errors import LinsteerError
 from linsteer.prompts.items import GenItem, MCItem, PromptItem
-from linsteer.prompts.seed_formats import SEED_MC_CUE, form_options, seed_gsm8k_prompt
+from linsteer.prompts.seed_formats import SEED_MC_CUE, SEED_MMLU_PRO_COT, form_options, seed_gsm8k_prompt
 
 LETTERS = "ABCDEFGHIJKLMNOP"
-Style = Literal["qa", "cot", "mc_letter", "mc_text", "mmlu_pro_cot", "seed_gsm", "seed_mc"]
+Style = Literal["qa", "cot", "mc_letter", "mc_text", "mmlu_pro_cot", "seed_gsm", "seed_mc", "seed_mmlu_cot"]
 AnyItem = PromptItem | GenItem | MCItem
 
 
@@ -137,6 +140,9 @@ class PromptFormat:
                 f"format {self.name!r}: the evaluated question is one of its own shots; "
                 "draw shots from a disjoint pool"
             )
+        if self.style == "seed_mmlu_cot":
+            raise LinsteerError(f"format {self.name!r} renders only the items of an mmlu_pro_cot=PATH "
+                                "task (each carries its k-shot prompt); use that task, or another format")
         if self.style == "qa":
             return f"{self.header}Q: {question}\nA:"
         if self.style == "seed_gsm":  # the seed's own 8-shot template (prompts/seed_formats)
@@ -177,6 +183,8 @@ class PromptFormat:
 
     def render_item(self, item: AnyItem) -> str:
         """Render a PromptItem / GenItem / MCItem (MC items include their options and shots)."""
+        if self.style == "seed_mmlu_cot" and isinstance(item, GenItem) and "prompt" in item.meta:
+            return str(item.meta["prompt"])  # built with its exemplars by prompts/seed_mmlu
         if isinstance(item, PromptItem):
             return self.render(item.text)
         if isinstance(item, GenItem):
@@ -227,6 +235,7 @@ _FIXED: dict[str, PromptFormat] = {
     "mc_text": PromptFormat("mc_text", "mc_text"),
     "seed_gsm8k_8shot": PromptFormat("seed_gsm8k_8shot", "seed_gsm"),  # Hong et al.'s template
     "seed_mc": PromptFormat("seed_mc", "seed_mc"),  # their MMLU-Pro layout, letters scored
+    SEED_MMLU_PRO_COT: PromptFormat(SEED_MMLU_PRO_COT, "seed_mmlu_cot"),  # their k-shot CoT (mmlu_pro_cot)
 }
 FORMAT_NAMES: tuple[str, ...] = (*_FIXED, "mmlu_pro_cot_5shot")
 
@@ -243,6 +252,16 @@ def get_format(name: str, *, exemplars: Sequence[MCItem] | None = None) -> Promp
             )
         return mmlu_pro_cot_format(exemplars, 5)
     raise LinsteerError(f"unknown prompt format {name!r}; known: {', '.join(FORMAT_NAMES)}")
+
+
+def question_format(name: str, key: str) -> PromptFormat:
+    """A format by name that renders any question (``key``: the setting named in the refusal);
+    ``seed_mmlu_pro_cot`` renders only its task's items and is refused in one line."""
+    fmt = get_format(name)
+    if fmt.style == "seed_mmlu_cot":
+        raise LinsteerError(f"{key}: {name!r} is the mmlu_pro_cot=PATH task's own prompt (that task "
+                            "needs no format setting); use another format, e.g. seed_gsm8k_8shot")
+    return fmt
 
 
 # --------------------------------------------------------------------------- chat

@@ -28,23 +28,30 @@ def require_file(name: str, path: Path) -> None:
 
 
 def jsonl_rows(name: str, path: Path) -> Iterator[tuple[int, Row]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LinsteerError(
-                    f"{name}: {path} line {lineno}: invalid JSON ({one_line(e)}); "
-                    "fix or remove that line"
-                ) from None
-            if not isinstance(row, dict):
-                raise LinsteerError(
-                    f"{name}: {path} line {lineno}: expected a JSON object, got "
-                    f"{type(row).__name__}; fix or remove that line"
-                )
-            yield lineno, row
+    lineno = 0
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise LinsteerError(
+                        f"{name}: {path} line {lineno}: invalid JSON ({one_line(e)}); "
+                        "fix or remove that line"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise LinsteerError(
+                        f"{name}: {path} line {lineno}: expected a JSON object, got "
+                        f"{type(row).__name__}; fix or remove that line"
+                    )
+                yield lineno, row
+    except UnicodeDecodeError:
+        raise LinsteerError(f"{name}: {path} is not UTF-8 text (near line {lineno + 1}); pass a JSONL "
+                            "file in the published format") from None
+    except OSError as e:
+        raise LinsteerError(f"{name}: cannot read {path} ({one_line(e)})") from None
 
 
 def _delimited_rows(name: str, path: Path, delimiter: str) -> Iterator[tuple[int, Row]]:

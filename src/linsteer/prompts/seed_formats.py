@@ -23,6 +23,7 @@ SEED_LETTERS = "ABCDEFGHIJ"
 SEED_CHOICE_RE = re.compile(r"answer is \(?([ABCDEFGHIJ])\)?")
 SEED_FINAL_RE = re.compile(r"The final answer is (\d+\.?\d*)")
 SEED_COT_CUE = "\n\nA: Let's think step by step. "
+SEED_MMLU_PRO_COT = "seed_mmlu_pro_cot"  # the name of their k-shot MMLU-Pro CoT prompt as a format
 SEED_MC_CUE = "\n\nA: The answer is ("
 
 _GSM_SHOTS = (

@@ -35,6 +35,7 @@ from linsteer.prompts.benchmarks import load_mmlu_pro
 from linsteer.prompts.contrast import MMLUProSplitRule
 from linsteer.prompts.items import MEMORIZATION, REASONING, MCItem
 from linsteer.prompts.seed_formats import seed_mmlu_pro_prompt
+from linsteer.prompts.seed_mmlu import category, is_reasoning, seed_exemplars
 from linsteer.results.audit_rows import (
     BASE_KEY,
     AuditData,
@@ -105,10 +106,9 @@ def _split(config: RunConfig, items: list[MCItem], val: list[MCItem]) -> dict[st
     rule = MMLUProSplitRule()
     order = list(items)
     random.Random(f"audit:{config.seed}").shuffle(order)
-    label = {it.id: rule.classify(str(it.meta.get("category", "")), str(it.meta.get("src", "")))
-             for it in order}
-    reasoning = [it for it in order if label[it.id] == REASONING and len(it.options) > 1]
-    memorization = [it for it in order if label[it.id] == MEMORIZATION]
+    reasoning = [it for it in order if is_reasoning(it, rule)]
+    memorization = [it for it in order
+                    if rule.classify(category(it), str(it.meta.get("src", ""))) == MEMORIZATION]
     n, need = config.n_per_class, config.n_per_class + config.n_dev + config.n_test
     if len(reasoning) < need or len(memorization) < n:
         raise LinsteerError(f"the MMLU-Pro file has {len(reasoning)} reasoning and {len(memorization)} "
@@ -117,14 +117,8 @@ def _split(config: RunConfig, items: list[MCItem], val: list[MCItem]) -> dict[st
     pool_r, pool_m = reasoning[:n], memorization[:n]
     dev, test = reasoning[n: n + config.n_dev], reasoning[n + config.n_dev: need]
     used = {it.id for it in pool_r + pool_m + dev + test}
-    shots: dict[str, list[MCItem]] = {}
-    for cat in sorted({str(it.meta["category"]) for it in pool_r + dev + test}):
-        source = [it for it in (val or order) if str(it.meta["category"]) == cat and it.id not in used]
-        if len(source) < config.shots:
-            where = "the validation file" if val else "the held-apart test items"
-            raise LinsteerError(f"--shots {config.shots} is more than the {len(source)} exemplars of "
-                                f"category {cat!r} in {where}; lower --shots to {len(source)} or less")
-        shots[cat] = source[: config.shots]
+    shots = seed_exemplars((category(it) for it in pool_r + dev + test), val or order, used,
+                           config.shots, where="the validation file" if val else "the held-apart test items")
     return {"pool_r": pool_r, "pool_m": pool_m, "pool_eval": pool_r[: min(n, 2 * config.n_test)],
             "dev": dev, "test": test, "shots": shots}
 
@@ -224,7 +218,8 @@ def run_audit(config: RunConfig, run_dir: Path, say: Say, progress: bool = True,
         "model": lm.name, "fingerprint": lm.fingerprint, "linsteer": __version__,
         "scoring": scoring,
         "scoring_note": ("greedy generation read with 'answer is \\(?([A-J])\\)?', each answer stopped "
-                         "once its letter is fixed or at the next 'Q:' (the chain-of-thought engine)"
+                         "once its letter is fixed or at the next 'Q:' or 'Question:' (the "
+                         "chain-of-thought engine)"
                          if scoring == "generate"
                          else "multiple choice: the letters after 'The answer is (' scored, no "
                               "answer unreadable, so rows 2 and 3 coincide"),

@@ -13,8 +13,9 @@ from linsteer.errors import LinsteerError
 from linsteer.extract.read import Position, parse_position
 from linsteer.model.load import DEFAULT_MODEL
 from linsteer.prompts.datapaths import resolve_data_spec
+from linsteer.prompts.spec import contrast_from_spec
 from linsteer.sweep.run import SweepSpec
-from linsteer.sweep.tasks import TaskSpec, is_generative, task_role
+from linsteer.sweep.tasks import TaskSpec, is_generative, own_format, task_role
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class RunConfig:
     # learning rates tried; the one with the best dev accuracy is tested (as steering's setting is)
     lora_lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)
     shots: int = 0
+    mmlu_pro_shots: int = 5  # exemplars per category of the mmlu_pro_cot=PATH task (the seed's 5)
     task_format: str = "mc_text"
     gen_format: str = "zero_shot"  # for generation tasks (arith_gen)
     max_new_tokens: int = 24
@@ -189,17 +191,26 @@ def with_data(config: RunConfig, preset: str, *, tasks: bool = True) -> RunConfi
 
 def task_specs(config: RunConfig) -> tuple[TaskSpec, ...]:
     """The run's tasks as the sweep evaluates them (the one place item counts per task are set:
-    memorization tasks get ``n_test_memorization``, else at most MEMORIZATION_N_TEST)."""
+    memorization tasks get ``n_test_memorization``, else at most MEMORIZATION_N_TEST). A task with
+    its own format (``mmlu_pro_cot=PATH``) keeps it, with ``mmlu_pro_shots`` exemplars per category
+    and the contrast prompts held apart from its items (the direction is never read on them)."""
     specs = []
     for t in config.tasks:
-        generative = is_generative(t)
+        generative, own = is_generative(t), own_format(t)
         n_test = config.n_test
         if task_role(t) == "memorization":
             n_test = config.n_test_memorization or min(n_test, MEMORIZATION_N_TEST)
-        specs.append(TaskSpec(t, task_role(t), config.n_dev, n_test, config.shots,
-                              config.gen_format if generative else config.task_format, config.seed,
-                              config.max_new_tokens))
+        fmt = own or (config.gen_format if generative else config.task_format)
+        specs.append(TaskSpec(t, task_role(t), config.n_dev, n_test,
+                              config.mmlu_pro_shots if own else config.shots, fmt, config.seed,
+                              config.max_new_tokens, exclude=contrast_ids(config) if own else frozenset()))
     return tuple(specs)
+
+
+def contrast_ids(config: RunConfig) -> frozenset[str]:
+    """The ids of the run's contrast prompts (the items its direction is read on)."""
+    contrast = contrast_from_spec(config.contrast, config.n_per_class, config.seed)
+    return frozenset(it.id for it in contrast.items)
 
 
 def sweep_spec(config: RunConfig, n_layers: int) -> SweepSpec:

@@ -16,7 +16,7 @@ from linsteer.extract.methods import METHODS
 from linsteer.extract.read import parse_position
 from linsteer.extract.vector import SteeringVector
 from linsteer.model.load import load_model, parse_dtype
-from linsteer.prompts.formats import get_format
+from linsteer.prompts.formats import question_format
 from linsteer.prompts.items import ContrastSet
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.run.config import RunConfig
@@ -51,7 +51,7 @@ def check_extract(settings: RunConfig, out: Path) -> None:
     if settings.method not in METHODS:
         raise LinsteerError(f"unknown method {settings.method!r}; use one of {', '.join(METHODS)}")
     parse_position(settings.position)
-    get_format(settings.prompt_format)
+    question_format(settings.prompt_format, "--format")
     parse_dtype(settings.dtype, "cpu")
     check_device(settings.device)
     check_writable_path(out, "--out", directory=False)

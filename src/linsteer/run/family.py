@@ -3,7 +3,8 @@
 ``linsteer compare --family base=A,instruct=B,reasoning=C`` runs the full pipeline on the base
 model (its direction, the dev-selected steering setting), then evaluates the other members
 *unsteered* on the very same test items with the same prompt format (multiple-choice proxies or
-generation tasks such as the seed's 8-shot GSM8K, answered through the same ``score_gen``), and
+generation tasks such as the seed's 8-shot GSM8K and 5-shot MMLU-Pro CoT, ``mmlu_pro_cot=PATH``,
+answered through the same ``score_gen``), and
 reports, per task: the unsteered base, the steered base, each unsteered sibling and the base's
 alternatives with 95% Wilson intervals, each paired against the steered base (exact McNemar,
 Newcombe interval; a member scored on other items is refused, never silently intersected). Every

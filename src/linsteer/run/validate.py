@@ -20,12 +20,12 @@ from linsteer.extract.vector import SteeringVector, check_compatible
 from linsteer.model.layers import check_layers, resolve_layer
 from linsteer.model.load import model_config, parse_dtype
 from linsteer.prompts.answer_rules import answer_rule
-from linsteer.prompts.formats import get_format
+from linsteer.prompts.formats import get_format, question_format
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.run.config import RunConfig, task_specs
 from linsteer.score.neutral import available_neutral_texts
 from linsteer.steer.setting import UNITS, check_setting_operator
-from linsteer.sweep.tasks import is_generative, task_role
+from linsteer.sweep.tasks import is_generative, own_format, task_role
 
 MIN_PER_CLASS = 5  # the report's separability uses 5-fold cross-validation
 
@@ -166,6 +166,7 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     at_least(config.n_null, 0, "n_null (--n-null)")
     at_least(config.batch_size, 1, "batch_size (--batch-size)")
     at_least(config.shots, 0, "shots (--shots)")
+    at_least(config.mmlu_pro_shots, 0, "mmlu_pro_shots")
     at_least(config.max_new_tokens, 1, "max_new_tokens")
     at_least(config.neutral_texts, 0, "neutral_texts")
     at_least(config.analysis_layers, 1, "analysis_layers")
@@ -181,9 +182,9 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     finite(config.strengths, "strengths (--strengths)")
     check_damage(config)
     parse_position(config.position)
-    for fmt in (config.prompt_format, config.task_format, config.gen_format):
-        get_format(fmt)
-    if any(is_generative(task) for task in config.tasks):
+    for key in ("prompt_format", "task_format", "gen_format"):
+        question_format(getattr(config, key), f"config key {key!r}")
+    if any(is_generative(task) and own_format(task) is None for task in config.tasks):
         try:
             answer_rule(get_format(config.gen_format).name)
         except LinsteerError as exc:

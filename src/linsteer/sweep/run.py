@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from linsteer.errors import LinsteerError
 from linsteer.extract.controls import Control
@@ -126,7 +126,7 @@ def run_sweep(
         for task in spec.tasks:
             for split in ("dev", "test"):
                 done += 1
-                group = json.dumps({"model": lm.name, "task": asdict(task), "split": split})
+                group = json.dumps({"model": lm.name, "task": task.key(), "split": split})
                 if store.has_group(group):
                     say(f"[{done}/{n_groups}] {task.name}/{split}: already stored, skipped")
                     continue

@@ -27,9 +27,9 @@ from linsteer.extract.read import tokenize
 from linsteer.extract.vector import SteeringVector
 from linsteer.generate.cot import generate_cot
 from linsteer.model.load import LoadedModel
-from linsteer.prompts.answer_rules import SEED_MMLU_PRO_COT, answer_rule, letter_index
+from linsteer.prompts.answer_rules import answer_rule, letter_index
 from linsteer.prompts.items import MCItem
-from linsteer.prompts.seed_formats import SEED_LETTERS
+from linsteer.prompts.seed_formats import SEED_LETTERS, SEED_MMLU_PRO_COT
 from linsteer.score.mc import option_rows, score_rows
 from linsteer.score.replay import Replayer
 from linsteer.steer.lirefs import lirefs_intervention

@@ -1,17 +1,30 @@
-"""The tasks a sweep evaluates: built-in multiple choice and generation, or benchmark files."""
+"""The tasks a sweep evaluates: built-in multiple choice and generation, or benchmark files.
+
+Benchmark tasks are ``name=PATH``: ``gsm8k``, ``mgsm``, ``gsm_symbolic`` (generation, the final
+number read by the generation format's rule) and ``mmlu_pro_cot`` (the seed's k-shot MMLU-Pro CoT
+on the reasoning items, :mod:`linsteer.prompts.seed_mmlu`: generation, the letter read with
+``answer is \\(?([A-J])\\)?``, an unreadable answer wrong). A task with its own prompt format
+(:data:`OWN_FORMATS`) is rendered in it whatever ``gen_format`` says.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from linsteer.errors import LinsteerError
 from linsteer.prompts.benchmarks import load_benchmark
 from linsteer.prompts.builtin_tasks import builtin_task
 from linsteer.prompts.generators import arithmetic_problems
 from linsteer.prompts.items import GenItem, MCItem
+from linsteer.prompts.seed_formats import SEED_MMLU_PRO_COT
+from linsteer.prompts.seed_mmlu import mmlu_pro_cot_items
 
 GEN_TASKS = ("arith_gen",)
-BENCHMARK_TASKS = ("gsm8k", "mgsm", "gsm_symbolic")  # as "name=PATH": generation, final number
+# as "name=PATH", all answered by generation: the final number, or (mmlu_pro_cot) the letter
+BENCHMARK_TASKS = ("gsm8k", "mgsm", "gsm_symbolic", "mmlu_pro_cot")
+OWN_FORMATS = {"mmlu_pro_cot": SEED_MMLU_PRO_COT}  # tasks whose items carry their prompt
 BUILTIN_ROLES = {"arith_mc": "reasoning", "facts_mc": "memorization", "arith_gen": "reasoning"}
 
 
@@ -19,6 +32,12 @@ def benchmark_of(name: str) -> tuple[str, str] | None:
     """``("gsm8k", PATH)`` for a benchmark task ``gsm8k=PATH``; None for a built-in task."""
     kind, sep, path = name.partition("=")
     return (kind, path) if sep and kind in BENCHMARK_TASKS and path else None
+
+
+def own_format(name: str) -> str | None:
+    """The prompt format a task always uses (``mmlu_pro_cot=PATH``: the seed's), else None."""
+    bench = benchmark_of(name)
+    return OWN_FORMATS.get(bench[0]) if bench else None
 
 
 def is_generative(name: str) -> bool:
@@ -39,11 +58,13 @@ def task_role(name: str) -> str:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A built-in task evaluated on a dev and a test split: multiple choice (``arith_mc``,
-    ``facts_mc``, scored by log-likelihood) or free generation (``arith_gen``: short arithmetic
-    word problems answered by greedy generation, the final number extracted)."""
+    """A task evaluated on a dev and a test split: multiple choice (``arith_mc``, ``facts_mc``,
+    scored by log-likelihood) or free generation (``arith_gen``: short arithmetic word problems
+    answered by greedy generation, the final number extracted; a benchmark file ``name=PATH``).
+    ``shots``: few-shot examples per item (``mmlu_pro_cot``: exemplars per category);
+    ``exclude``: item ids held apart (``mmlu_pro_cot``: the run's contrast prompts)."""
 
-    name: str  # arith_mc | facts_mc | arith_gen
+    name: str  # arith_mc | facts_mc | arith_gen | gsm8k=PATH | ... | mmlu_pro_cot=PATH
     role: str  # reasoning | memorization
     n_dev: int = 32
     n_test: int = 64
@@ -51,10 +72,20 @@ class TaskSpec:
     prompt_format: str = "mc_text"
     seed: int = 0
     max_new_tokens: int = 24
+    exclude: frozenset[str] = frozenset()
 
     @property
     def generative(self) -> bool:
         return is_generative(self.name)
+
+    def key(self) -> dict[str, Any]:
+        """The task's identity in a store's group key: its fields, the held-apart ids as one digest
+        (left out when there are none, so other tasks' keys are what they always were)."""
+        out = asdict(self)
+        held = out.pop("exclude")
+        if held:
+            out["exclude_sha256"] = hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest()
+        return out
 
     def items(self, split: str) -> list[MCItem]:
         n = self.n_dev if split == "dev" else self.n_test
@@ -62,11 +93,15 @@ class TaskSpec:
 
     def gen_items(self, split: str) -> list[GenItem]:
         """Built-in problems, or a benchmark file's test set split in two: even rows are dev, odd
-        rows test (deterministic and disjoint)."""
+        rows test (deterministic and disjoint; ``mmlu_pro_cot``: of its reasoning items in a seeded
+        order, each with its category's exemplars held apart)."""
         n = self.n_dev if split == "dev" else self.n_test
         if self.name == "arith_gen":
             return arithmetic_problems(n, steps=(1, 2), seed=self.seed,
                                        pool="dev" if split == "dev" else "test")
         kind, _, path = self.name.partition("=")
+        if kind == "mmlu_pro_cot":
+            return mmlu_pro_cot_items(path, split, n_dev=self.n_dev, n_test=self.n_test,
+                                      shots=self.shots, seed=self.seed, exclude=self.exclude)
         items = load_benchmark(kind, path, split="test")
         return [item for item in items[(0 if split == "dev" else 1)::2] if isinstance(item, GenItem)][:n]
