@@ -85,3 +85,27 @@ def test_blocked_reduce_equals_the_materialised_logits_softcap_included() -> Non
         torch.testing.assert_close(again.cross, got.cross)
     finally:
         lm.model.config.final_logit_softcapping = None  # type: ignore[union-attr]
+
+
+def test_blocked_head_gives_the_same_logits_and_restores_the_head() -> None:
+    from linsteer.model.head import VOCAB_BLOCK, blocked_head
+
+    torch.manual_seed(0)
+    for bias in (False, True):
+        head = torch.nn.Linear(48, 2 * VOCAB_BLOCK + 123, bias=bias)  # a last block that is partial
+        model = torch.nn.Module()
+        model.get_output_embeddings = lambda head=head: head  # type: ignore[assignment,method-assign]
+        x = torch.randn(3, 5, 48)[:, -2:]  # the non-contiguous slice logits_to_keep makes
+        plain, plain_flat = head(x), head(x[:, -1])
+        with torch.inference_mode(), blocked_head(model):
+            assert "forward" in vars(head)  # the blocked forward is in place
+            blocked = head(x)
+            flat = head(x[:, -1])
+        assert blocked.shape == plain.shape and torch.equal(blocked, plain)
+        assert torch.equal(flat, plain_flat)
+        assert "forward" not in vars(head)  # restored on exit
+    small = torch.nn.Linear(8, 100)
+    tiny = torch.nn.Module()
+    tiny.get_output_embeddings = lambda: small  # type: ignore[assignment,method-assign]
+    with blocked_head(tiny):
+        assert "forward" not in vars(small)  # two blocks or fewer: the plain head

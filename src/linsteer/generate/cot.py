@@ -52,7 +52,7 @@ from linsteer.generate.eager import (
     pad_token_id,
 )
 from linsteer.generate.kvcache import cache_kvs, left_pad_kv, make_cache
-from linsteer.model.head import contiguous_head
+from linsteer.model.head import blocked_head
 from linsteer.model.layers import is_recurrent
 from linsteer.prompts.answer_rules import AnswerRule
 
@@ -166,7 +166,7 @@ def generate_cot(
     stats.shared = True
     engine = _Engine(model, tokenizer, encoded, rule, n_conditions, max_new_tokens, batch_size,
                      on_rows, progress, stats)
-    with torch.inference_mode(), contiguous_head(model):
+    with torch.inference_mode(), blocked_head(model):
         return engine.run()
 
 
