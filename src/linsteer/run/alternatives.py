@@ -1,10 +1,10 @@
 """What a user would do instead of steering, on the same test items with the same scorer, paired.
 
 :func:`stage_alternatives` (a stage of :mod:`linsteer.run.stages`) takes the run's first
-reasoning task (:func:`alternatives_task`) and scores, beside the stored unsteered base and the
-dev-selected steered setting (here for multiple choice, ``arith_mc``; a generative task, GSM8K
-``gsm8k=PATH`` or ``arith_gen``, is scored with chain-of-thought answers by
-:mod:`linsteer.run.gen_alternatives`, the same rows):
+reasoning task (:func:`~linsteer.sweep.tasks.alternatives_task`) and scores, beside the stored
+unsteered base and the dev-selected steered setting (here for multiple choice, ``arith_mc``; a
+generative task, GSM8K ``gsm8k=PATH`` or ``arith_gen``, is scored with chain-of-thought answers
+by :mod:`linsteer.run.gen_alternatives`, the same rows):
 
 - ``prompt:<name>``: the task format with a reasoning instruction (:mod:`linsteer.prompts.instructions`);
 - ``fewshot:<k>``: ``k`` solved examples from the task's ``train`` pool (disjoint from dev/test);
@@ -55,7 +55,7 @@ from linsteer.score.replay import Replayer
 from linsteer.steer.setting import Setting, SettingKey
 from linsteer.sweep.run import flops_per_token
 from linsteer.sweep.store import ResultStore, store_path
-from linsteer.sweep.tasks import TaskSpec
+from linsteer.sweep.tasks import TaskSpec, alternatives_task
 from linsteer.train.lora import LoraResult, lora_adapted, sft_examples, train_lora
 
 ALTERNATIVES_FILE = "alternatives.json"
@@ -119,14 +119,6 @@ def _score(run: StageRun, task: TaskSpec, split: str, fmt: PromptFormat | str, s
                                  batch_size=run.config.batch_size, replayer=Replayer(lm))
     seconds = time.perf_counter() - start
     return item_rows(items, base), (item_rows(items, per[0]) if setting else None), tokens, seconds
-
-
-def alternatives_task(tasks: Sequence[TaskSpec]) -> TaskSpec | None:
-    """The task the alternatives are scored on: the run's first reasoning task (the headline's),
-    multiple choice (``arith_mc``) or generation (``gsm8k=PATH``, ``gsm_symbolic=PATH``,
-    ``mgsm=PATH``, ``arith_gen``); None without one."""
-    return next((t for t in tasks if t.role == "reasoning" and (t.generative or t.name == "arith_mc")),
-                None)
 
 
 def stage_alternatives(run: StageRun) -> None:

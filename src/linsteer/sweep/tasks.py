@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,11 @@ class TaskSpec:
             raise LinsteerError(f"{self.name.partition('=')[0]}: asked for {n} train items but the "
                                 f"train file has {len(pool)}; lower fewshot_k / n_per_class")
         return random.Random(f"train|{seed}").sample(pool, n)
+
+
+def alternatives_task(tasks: Sequence[TaskSpec]) -> TaskSpec | None:
+    """The task a run's alternatives to steering are scored on: its first reasoning task (the
+    headline's), multiple choice (``arith_mc``) or generation (``arith_gen``, ``gsm8k=PATH``, ...);
+    None without one."""
+    return next((t for t in tasks if t.role == "reasoning" and (t.generative or t.name == "arith_mc")),
+                None)
