@@ -23,6 +23,7 @@ from linsteer.prompts.worked import fewshot_format, holds_exemplars, worked_answ
 from linsteer.report.cot_figures import cot_figures
 from linsteer.run.alternatives import stored_items
 from linsteer.run.config import PRESETS, RunConfig, make_config, task_specs, with_data
+from linsteer.run.estimate import run_flops
 from linsteer.run.gen_alternatives import gen_alternatives, sft_pairs
 from linsteer.run.paired import Paired
 from linsteer.run.validate import validate_config
@@ -237,3 +238,16 @@ def test_steering_on_top_of_each_prompt_keeps_the_base_items() -> None:
     assert rows["fewshot:2"]["prompt_format"] == "zero_shot+2train_shots"
     assert rows["fewshot:2"]["eval_tokens"] > rows["prompt:reason"]["eval_tokens"] > 0
     assert rows["base"]["delta_vs_steered"] == -rows["steered"]["delta_vs_base"]
+
+
+@needs_data
+def test_the_estimate_counts_the_generative_alternatives(tmp_path: Path) -> None:
+    lm = arch_lm("llama")
+    test = _gsm_dir(tmp_path / "gsm8k", 8, 8)
+    keys = {"contrast": "builtin", "n_per_class": 6, "layers": [1], "n_dev": 2, "n_test": 2,
+            "neutral_texts": 2, "fewshot_k": 2, "gen_format": "zero_shot", "max_new_tokens": 8,
+            "tasks": [f"gsm8k={test}", "facts_mc"]}
+    flops = {b: run_flops(make_config("quick", None, {**keys, "baselines": list(b)}), lm)
+             for b in ((), ("prompt",), ("prompt", "fewshot"), ("prompt", "fewshot", "lora"))}
+    values = list(flops.values())
+    assert values == sorted(values) and len(set(values)) == 4  # each alternative adds its arithmetic
