@@ -84,7 +84,8 @@ PRESETS: dict[str, RunConfig] = {
                        strengths=(-0.5, -0.2, 0.2, 0.5, 1.0), n_null=5, n_dev=100, n_test=300,
                        tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
                        gen_format="gsm8k_cot_8shot", max_new_tokens=256,
-                       shots=3, neutral_texts=16, analysis_layers=12),
+                       shots=3, neutral_texts=16, analysis_layers=12,
+                       baselines=()),  # as before generative alternatives: none (--preset cot has them)
     # The seed post's experiment (Hong et al.'s released code, run on the fork): Llama-3.2-1B base
     # (siblings: SEED_FAMILY), the direction from an MMLU-Pro pool, their intervention on every
     # block (operator lirefs, alpha 0.1), their MMLU-Pro 5-shot CoT evaluation, 200 new tokens.
