@@ -90,9 +90,9 @@ def gen_alternatives(lm: LoadedModel, cfg: RunConfig, task: TaskSpec, paired: Pa
         prompts += [(f"prompt:{n}", instructed(task.prompt_format, n), None) for n in INSTRUCTIONS]
     if "fewshot" in cfg.baselines:
         shots = task.train_gen_items(cfg.fewshot_k, cfg.seed)
-        note = (f"the exemplars of {task.prompt_format} replaced by {cfg.fewshot_k} solved train items "
-                "(worked solutions)" if holds_exemplars(task.prompt_format)
-                else f"{cfg.fewshot_k} solved train items (worked solutions) as exemplars")
+        solved = f"{cfg.fewshot_k} solved train item{'s' if cfg.fewshot_k != 1 else ''} (worked solutions)"
+        note = (f"the exemplars of {task.prompt_format} replaced by {solved}"
+                if holds_exemplars(task.prompt_format) else f"{solved} as exemplars")
         prompts.append((f"fewshot:{cfg.fewshot_k}", fewshot_format(task.prompt_format, shots), note))
     dev_rows: dict[str, list[ItemResult]] = {}
     for method, fmt, remark in prompts:
