@@ -36,7 +36,7 @@ GSM_TRAIN = DATA / "gsm8k" / "train.jsonl"
 GSM_TEST = DATA / "gsm8k" / "test.jsonl"
 
 
-def _short_rows(path: Path, n: int, limit: int = 190) -> list[str]:
+def _short_rows(path: Path, n: int, limit: int = 150) -> list[str]:
     """The first ``n`` rows of a GSM8K file whose question and solution are short (the tiny
     byte-level models hold 512 positions)."""
     out = []
@@ -156,7 +156,7 @@ def test_generative_run_scores_every_alternative_on_the_base_items(
     folder = model_folder(tmp_path / "model")
     test = _gsm_dir(tmp_path / "gsm8k", 12, 10)
     config = tmp_path / "c.yaml"
-    config.write_text(f"contrast: builtin\nn_per_class: 6\nlayers: [1]\nstrengths: [-0.004, 0.004]\n"
+    config.write_text(f"contrast: builtin\nn_per_class: 6\nlayers: [1]\nstrengths: [0.004]\n"
                       f"n_null: 1\nn_dev: 4\nn_test: 6\nneutral_texts: 2\nanalysis_layers: 2\n"
                       f"damage_cap: 0.2\nformat_cap: 0.0\ntasks: ['gsm8k={test}', facts_mc]\n"
                       f"gen_format: zero_shot\nmax_new_tokens: 6\nlora_steps: 2\nlora_lrs: [0.001]\n"
