@@ -133,7 +133,8 @@ def stage_alternatives(run: StageRun) -> None:
     stage_start = time.perf_counter()
     task = alternatives_task(sweep_spec(cfg, lm.n_layers).tasks)
     if task is None:
-        say("alternatives: need a reasoning task (arith_mc, arith_gen or gsm8k=PATH); skipped")
+        say("alternatives: need a reasoning task with our prompts (arith_mc, arith_gen or gsm8k=PATH); "
+            "skipped")
         return
     with ResultStore(store_path(run.dir)) as store:
         rows = run.rows if run.rows is not None else summarize(store)

@@ -151,6 +151,7 @@ class TaskSpec:
 def alternatives_task(tasks: Sequence[TaskSpec]) -> TaskSpec | None:
     """The task a run's alternatives to steering are scored on: its first reasoning task (the
     headline's), multiple choice (``arith_mc``) or generation (``arith_gen``, ``gsm8k=PATH``, ...);
-    None without one."""
-    return next((t for t in tasks if t.role == "reasoning" and (t.generative or t.name == "arith_mc")),
-                None)
+    a task whose items carry their own prompt (``mmlu_pro_cot=PATH``) is not one (no prompt or
+    exemplars of ours go into it); None without one."""
+    return next((t for t in tasks if t.role == "reasoning" and own_format(t.name) is None
+                 and (t.generative or t.name == "arith_mc")), None)
