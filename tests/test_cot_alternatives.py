@@ -30,7 +30,7 @@ from linsteer.run.validate import validate_config
 from linsteer.score.generated import score_gen
 from linsteer.steer.setting import Setting
 from linsteer.sweep.store import ResultStore, store_path
-from linsteer.sweep.tasks import TaskSpec, train_file
+from linsteer.sweep.tasks import TaskSpec, alternatives_task, train_file
 
 GSM_TRAIN = DATA / "gsm8k" / "train.jsonl"
 GSM_TEST = DATA / "gsm8k" / "test.jsonl"
@@ -252,3 +252,15 @@ def test_the_estimate_counts_the_generative_alternatives(tmp_path: Path) -> None
              for b in ((), ("prompt",), ("prompt", "fewshot"), ("prompt", "fewshot", "lora"))}
     values = list(flops.values())
     assert values == sorted(values) and len(set(values)) == 4  # each alternative adds its arithmetic
+
+
+def test_the_alternatives_task_is_the_first_reasoning_task_with_our_prompts() -> None:
+    def spec(name: str, role: str = "reasoning") -> TaskSpec:
+        return TaskSpec(name, role)
+
+    facts, arith = spec("facts_mc", "memorization"), spec("arith_mc")
+    assert alternatives_task([facts, spec("gsm8k=a/test.jsonl"), arith]) == spec("gsm8k=a/test.jsonl")
+    assert alternatives_task([facts, arith, spec("arith_gen")]) == arith
+    # the seed's MMLU-Pro CoT items carry their own k-shot prompt: no prompt of ours goes into it
+    assert alternatives_task([spec("mmlu_pro_cot=m/test.jsonl"), arith]) == arith
+    assert alternatives_task([spec("mmlu_pro_cot=m/test.jsonl"), facts]) is None
