@@ -20,7 +20,7 @@ from linsteer.prompts.formats import get_format
 from linsteer.prompts.instructions import instructed
 from linsteer.prompts.items import GenItem
 from linsteer.prompts.worked import fewshot_format, holds_exemplars, worked_answer, worked_steps
-from linsteer.report.cot_figures import cot_figures
+from linsteer.report.content import cot_length_figures
 from linsteer.run.alternatives import stored_items
 from linsteer.run.config import PRESETS, RunConfig, make_config, task_specs, with_data
 from linsteer.run.estimate import run_flops
@@ -207,8 +207,8 @@ def test_generative_run_scores_every_alternative_on_the_base_items(
 def test_no_cot_length_figure_without_generated_answers() -> None:
     row = {"model": "m", "task": "arith_mc", "role": "reasoning", "split": "test", "kind": "baseline",
            "accuracy": 0.5, "ci_lo": 0.4, "ci_hi": 0.6, "mean_tokens": None}
-    assert cot_figures([row], None) == []
-    figs = cot_figures([{**row, "task": "arith_gen", "mean_tokens": 12.0},
+    assert cot_length_figures([row], None) == []
+    figs = cot_length_figures([{**row, "task": "arith_gen", "mean_tokens": 12.0},
                         {**row, "task": "arith_gen", "kind": "real", "mean_tokens": 15.0}],
                        {"task": "arith_gen",
                         "rows": [{**row, "method": "prompt:reason", "mean_tokens": 20.0}]})

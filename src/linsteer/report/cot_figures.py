@@ -58,20 +58,3 @@ def cot_length_figure(rows: Sequence[Row], task: str, alternatives: Mapping[str,
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.set_title(f"{task.partition('=')[0]}: accuracy vs chain-of-thought length ({split} split)", fontsize=9)
     return fig
-
-
-def cot_figures(rows: Sequence[Row], alternatives: Mapping[str, Any] | None
-                ) -> list[tuple[str, str, Figure]]:
-    """The report's chain-of-thought length figures, one per generative task (none for a run
-    scored by multiple choice only)."""
-    out = []
-    for task in generative_tasks(rows):
-        fig = cot_length_figure(rows, task, alternatives)
-        if fig is not None:
-            out.append((f"Accuracy vs chain-of-thought length ({task.partition('=')[0]})",
-                        "Test accuracy (95% Wilson interval) of every condition against its mean "
-                        "generated tokens per answer: the unsteered base, the real direction at each "
-                        "layer and strength, the null and control directions and the alternatives "
-                        "(prompts, few-shot, steering on top, LoRA), on the same items. A condition "
-                        "that helps only by writing longer (or shorter) chains sits on a trend.", fig))
-    return out
