@@ -199,6 +199,10 @@ def test_run_with_alternatives_scores_the_same_items_as_the_base(tmp_path: Path,
     assert all(k in head for k in ("kl_cap", "selected_kl", "ci_halfwidth", "mde"))
     assert head["kl_cap"] == 0.2 and (head["selected_kl"] is None or head["selected_kl"] <= 0.2)
     assert 'id="alternatives"' in report.read_text()
+    # multiple choice only: no accuracy-vs-chain-of-thought-length figure, no generation columns
+    assert not any("chain-of-thought length" in f["title"] for f in results["figures"])
+    assert all(r["mean_tokens"] is None and r["unreadable"] is None for r in alt["rows"])
+    assert alt["generative"] is False
     # the seed's cost-benefit table gets a measured row per alternative, LoRA's with its training
     cost = list(csv.DictReader((report.parent / "tables" / "cost-and-benefit.csv").open()))
     lora_cost = next(r for r in cost if r["method"].startswith("lora"))

@@ -26,7 +26,7 @@ from linsteer.io import write_failure
 from linsteer.model.layers import parse_layers
 from linsteer.model.load import BUILTINS, DEFAULT_MODEL
 from linsteer.prompts.spec import CONTRAST_HELP
-from linsteer.run.config import SEED_FAMILY, RunConfig, make_config, with_data
+from linsteer.run.config import PRESETS, SEED_FAMILY, RunConfig, make_config, with_data
 from linsteer.run.lock import run_lock
 from linsteer.run.rundir import choose_run_dir, is_finished
 from linsteer.run.validate import check_vector_for_model, validate_config
@@ -204,9 +204,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _sweep_options(p: argparse.ArgumentParser) -> None:
 
-    p.add_argument("--preset", default="quick", choices=["quick", "paper", "seed", "compare"],
+    p.add_argument("--preset", default="quick", choices=list(PRESETS),
                    help="quick: the default model on built-in data, <= 10 min on 2 CPU cores; "
-                        "paper: Hong et al.'s settings (MMLU-Pro contrast, projection scaling), for GPUs")
+                        "paper: Hong et al.'s settings (MMLU-Pro contrast, projection scaling), for GPUs; "
+                        "cot: the default protocol on GSM8K 8-shot chain-of-thought (alternatives "
+                        "included), for GPUs")
     p.add_argument("--config", default=None,
                    help="YAML file of config keys (see README); overrides the preset")
     p.add_argument("--runs", default="runs", help="folder for new run directories (default ./runs)")

@@ -3,7 +3,8 @@ Hugging Face dataset (through the loaders' hub path, :func:`~linsteer.prompts.be
 with no path) when the hub is reachable, else one line naming the file to pass.
 
 The copy is written once, in the published format the file loaders read, under
-``$LINSTEER_DATA`` (default ``~/.cache/linsteer/data``), and its path replaces the missing one.
+``$LINSTEER_DATA`` (default ``~/.cache/linsteer/data``), and its path replaces the missing one
+(GSM8K's train split is copied beside its test file: the alternatives' few-shot and LoRA items).
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def resolve_data_file(name: str, path: str, option: str) -> str:
     split = "validation" if name == "mmlu_pro_val" else "test"
     items = load_benchmark("mmlu_pro" if name == "mmlu_pro_val" else name, None, split=split)
     atomic_write(local, _rows_text(name, items))
+    if name == "gsm8k":  # the solved train items beside it: few-shot and LoRA (sweep.tasks.train_file)
+        train = load_benchmark(name, None, split="train")
+        atomic_write(local.with_name("train.jsonl"), _rows_text(name, train))
     return str(local)
 
 

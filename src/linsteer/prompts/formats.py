@@ -120,6 +120,12 @@ class PromptFormat:
     style: Style
     exemplars: tuple[Exemplar, ...] = ()
     header: str = ""
+    rule: str = ""  # the format whose answer rule reads this one's answers (empty: its own name)
+
+    @property
+    def rule_name(self) -> str:
+        """The name :func:`~linsteer.prompts.answer_rules.answer_rule` reads this format by."""
+        return self.rule or self.name
 
     # -- rendering ------------------------------------------------------------------------
 
@@ -143,11 +149,10 @@ class PromptFormat:
         if self.style == "seed_mmlu_cot":
             raise LinsteerError(f"format {self.name!r} renders only the items of an mmlu_pro_cot=PATH "
                                 "task (each carries its k-shot prompt); use that task, or another format")
-        if self.style == "qa":
-            return f"{self.header}Q: {question}\nA:"
         if self.style == "seed_gsm":  # the seed's own 8-shot template (prompts/seed_formats)
-            return seed_gsm8k_prompt(question)
-        if self.style == "cot":
+            solved = [(ex.question, ex.answer) for ex in self.exemplars] if self.exemplars else None
+            return self.header + seed_gsm8k_prompt(question, solved)
+        if self.style in ("qa", "cot"):  # zero_shot has no exemplars unless given some
             demo = "".join(f"Q: {ex.question}\nA: {ex.answer}\n\n" for ex in self.exemplars)
             return f"{self.header}{demo}Q: {question}\nA:"
         if not options:

@@ -24,8 +24,10 @@ INSTRUCTIONS: dict[str, str] = {
 
 def instructed(format_name: str, instruction: str = "reason") -> PromptFormat:
     """``format_name`` with the reasoning instruction ``instruction`` before the question (and
-    before any few-shot examples); named ``<format>+<instruction>``."""
+    before any few-shot examples); named ``<format>+<instruction>``, its answers read by the
+    format's own rule (generation formats)."""
     if instruction not in INSTRUCTIONS:
         raise LinsteerError(f"unknown instruction {instruction!r}; use one of {', '.join(INSTRUCTIONS)}")
     base = get_format(format_name)
-    return replace(base, name=f"{base.name}+{instruction}", header=INSTRUCTIONS[instruction] + base.header)
+    return replace(base, name=f"{base.name}+{instruction}", header=INSTRUCTIONS[instruction] + base.header,
+                   rule=base.rule_name)

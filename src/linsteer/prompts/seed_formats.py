@@ -55,17 +55,27 @@ _GSM_SHOTS = (
      "23 - 15 dollars left. 23 - 15 is 8.", "8"),
 )
 
+SEED_GSM8K_INTRO = "As an expert problem solver, solve step by step the following mathematical questions.\n\n"
 SEED_GSM8K_TEMPLATE = (
-    "As an expert problem solver, solve step by step the following mathematical questions.\n\n"
+    SEED_GSM8K_INTRO
     + "".join(f"  Q: {q}\n  A: Let's think step by step. {a} The answer is {n}. The final answer "
               f"is {n}.\n\n" for q, a, n in _GSM_SHOTS)
     + "  Q: {TARGET_QUESTION}\n  A: Let's think step by step. "
 )
 
 
-def seed_gsm8k_prompt(question: str) -> str:
-    """Their 8-shot GSM8K / MGSM prompt for one question."""
-    return SEED_GSM8K_TEMPLATE.replace("{TARGET_QUESTION}", question)
+def seed_gsm_answer(steps: str, number: str) -> str:
+    """A worked answer as their exemplars end: ``<steps> The answer is N. The final answer is N.``"""
+    return f"{steps} The answer is {number}. The final answer is {number}."
+
+
+def seed_gsm8k_prompt(question: str, exemplars: Sequence[tuple[str, str]] | None = None) -> str:
+    """Their 8-shot GSM8K / MGSM prompt for one question; ``exemplars`` (question, worked answer,
+    as :func:`seed_gsm_answer` writes it) replace their 8 in the same layout."""
+    if exemplars is None:
+        return SEED_GSM8K_TEMPLATE.replace("{TARGET_QUESTION}", question)
+    shots = "".join(f"  Q: {q}\n  A: Let's think step by step. {a}\n\n" for q, a in exemplars)
+    return f"{SEED_GSM8K_INTRO}{shots}  Q: {question}\n  A: Let's think step by step. "
 
 
 def seed_final_number(text: str) -> float | None:

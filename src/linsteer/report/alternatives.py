@@ -90,8 +90,15 @@ def table_rows(data: Mapping[str, Any] | None) -> list[dict[str, Any]]:
              "delta_vs_steered": r["delta_vs_steered"], "p_vs_steered": r["p_vs_steered"],
              "gold_prob": r.get("gold_prob"), "gold_prob_delta": r.get("gold_prob_delta"),
              "setup_seconds": r["seconds"], "setup_tokens": r["tokens"], "setup_flops": r["flops"],
-             "eval_tokens_per_item": r.get("eval_tokens_per_item"), "total_flops": r.get("total_flops")}
+             "eval_tokens_per_item": r.get("eval_tokens_per_item"), "total_flops": r.get("total_flops"),
+             **({"mean_tokens": r.get("mean_tokens"), "unreadable": r.get("unreadable")}
+                if _generated(data) else {})}
             for r in data["rows"]]
+
+
+def _generated(data: Mapping[str, Any]) -> bool:
+    """Whether the alternatives were generated answers (their rows have ``mean_tokens``)."""
+    return any(r.get("mean_tokens") is not None for r in data.get("rows", []))
 
 
 def summary_html(data: Mapping[str, Any] | None) -> str:
@@ -99,9 +106,11 @@ def summary_html(data: Mapping[str, Any] | None) -> str:
     LoRA, on the same test items."""
     if not data or not data.get("rows"):
         return ""
+    generated = _generated(data)
     cols = ["method", "accuracy % [95% CI]", "Δ vs base, points [95% CI]",
             "vs base: fixed / broken", "Δ vs steered, points",
-            "cost to obtain", "tokens per test query"]
+            "cost to obtain", "tokens per test query",
+            *(["generated tokens per answer", "unreadable answers"] if generated else [])]
     title = f"Steering vs the alternatives (same test items, same scorer, paired): {data['task']}"
     out = [f'<section id="alternatives"><h3>{html.escape(title)}</h3><table class="headline"><thead><tr>',
            *(f"<th>{html.escape(c)}</th>" for c in cols), "</tr></thead><tbody>"]
@@ -120,6 +129,9 @@ def summary_html(data: Mapping[str, Any] | None) -> str:
                  (f"{_pct(r['accuracy'])} [{_pct(r['ci_lo'])}, {_pct(r['ci_hi'])}]", ""),
                  (vs_base, ""), (moved, ""), (vs_steer, ""), (_cost_text(r), "t"),
                  ("—" if per_query is None else f"{float(per_query):.0f}", "")]
+        if generated:
+            cells += [("—" if r.get("mean_tokens") is None else f"{float(r['mean_tokens']):.0f}", ""),
+                      ("—" if r.get("unreadable") is None else f"{100 * float(r['unreadable']):.0f}%", "")]
         out.append("<tr>" + "".join(f'<td class="{c}">{html.escape(str(v))}</td>' for v, c in cells)
                    + "</tr>")
     out.append("</tbody></table>")
@@ -130,6 +142,11 @@ def summary_html(data: Mapping[str, Any] | None) -> str:
             "(below 80%: not stable); Δ vs steered: the same test against the "
             "dev-selected steered model. Cost to obtain: steering: extracting the direction (the "
             "dev selection sweep is in the cost table); LoRA: training; prompting: none.")
+    notes = {r["method"]: r["note"] for r in data["rows"] if r.get("note")}
+    note += "".join(f" {m}: {n}." for m, n in notes.items())
+    if generated:
+        note += (" Answers generated (chain of thought) and read by the format's rule: an unreadable "
+                 "answer is wrong.")
     if lora:
         note += (f" LoRA: rank {lora['rank']}, {lora['steps']} steps of {lora['batch_size']} on "
                  f"{lora['examples']} train examples")

@@ -1,10 +1,11 @@
-"""What the report shows: the analysis and steering figures with their captions, and the cost table."""
+"""What the report shows: the analysis, steering and chain-of-thought-length figures with their
+captions, and the cost table."""
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from linsteer.diagnostics.separability import (
 )
 from linsteer.extract.actset import ActivationSet
 from linsteer.extract.vector import SteeringVector
+from linsteer.report.cot_figures import cot_length_figure, generative_tasks
 from linsteer.report.diagnostic_figures import cosine_heatmap, pca_grid, separability_curve
 from linsteer.report.steering_figures import accuracy_vs_layer, accuracy_vs_strength, duality_plot
 from linsteer.results.selection import Headline
@@ -79,6 +81,23 @@ def steering_figures(rows: Sequence[Row], headline: Headline, unit: str, strengt
                      "Reasoning-task and memorization-task accuracy against strength on the "
                      "same axes (test split).", duality_plot(rows, best, "test", unit=unit)))
     return figs
+
+
+def cot_length_figures(rows: Sequence[Row], alternatives: Mapping[str, Any] | None
+                       ) -> list[tuple[str, str, Figure]]:
+    """The report's chain-of-thought length figures, one per generative task (none for a run
+    scored by multiple choice only)."""
+    out = []
+    for task in generative_tasks(rows):
+        fig = cot_length_figure(rows, task, alternatives)
+        if fig is not None:
+            out.append((f"Accuracy vs chain-of-thought length ({task.partition('=')[0]})",
+                        "Test accuracy (95% Wilson interval) of every condition against its mean "
+                        "generated tokens per answer: the unsteered base, the real direction at each "
+                        "layer and strength, the null and control directions and the alternatives "
+                        "(prompts, few-shot, steering on top, LoRA), on the same items. A condition "
+                        "that helps only by writing longer (or shorter) chains sits on a trend.", fig))
+    return out
 
 
 def cost_table(run_dir: Path, headline: Headline) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
 """What a user would do instead of steering, on the same test items with the same scorer, paired.
 
-:func:`stage_alternatives` (a stage of :mod:`linsteer.run.stages`) takes the run's reasoning
-task (built-in multiple choice) and scores, beside the stored unsteered base and the
-dev-selected steered setting:
+:func:`stage_alternatives` (a stage of :mod:`linsteer.run.stages`) takes the run's first
+reasoning task (:func:`~linsteer.sweep.tasks.alternatives_task`) and scores, beside the stored
+unsteered base and the dev-selected steered setting (here for multiple choice, ``arith_mc``; a
+generative task, GSM8K ``gsm8k=PATH`` or ``arith_gen``, is scored with chain-of-thought answers
+by :mod:`linsteer.run.gen_alternatives`, the same rows):
 
 - ``prompt:<name>``: the task format with a reasoning instruction (:mod:`linsteer.prompts.instructions`);
 - ``fewshot:<k>``: ``k`` solved examples from the task's ``train`` pool (disjoint from dev/test);
@@ -20,12 +22,12 @@ interval, exact McNemar; ``n_fixed``/``n_broken``: the items wrong → right and
 and vs the steered base, the gold-option probability difference, and
 its measured cost: ``seconds``/``tokens``/``flops`` to obtain the method (prompting: none;
 steering: extracting the direction; LoRA: training) and ``eval_tokens`` to answer the test
-items (a few-shot prompt costs its exemplars on every query). Written to ``alternatives.json``.
+items (a few-shot prompt costs its exemplars on every query); generated answers also
+``mean_tokens`` and ``unreadable`` (:mod:`linsteer.run.paired`). Written to ``alternatives.json``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,21 +45,22 @@ from linsteer.prompts.instructions import INSTRUCTIONS, instructed
 from linsteer.prompts.items import MCItem
 from linsteer.results.agreement import dev_choice
 from linsteer.results.selection import headline_from_rows
-from linsteer.results.stats import mcnemar_exact, paired_diff_ci, proportion
 from linsteer.results.table import CellRow, summarize
 from linsteer.run.config import RunConfig, sweep_spec
+from linsteer.run.gen_alternatives import LORA_SEED_OFFSET, gen_alternatives
+from linsteer.run.paired import AltRows, Paired, compare_rows, cost_row, lora_info
 from linsteer.score.mc import item_rows, mc_rows, score_mc
 from linsteer.score.records import ItemResult
 from linsteer.score.replay import Replayer
 from linsteer.steer.setting import Setting, SettingKey
 from linsteer.sweep.run import flops_per_token
 from linsteer.sweep.store import ResultStore, store_path
-from linsteer.sweep.tasks import TaskSpec
+from linsteer.sweep.tasks import TaskSpec, alternatives_task
 from linsteer.train.lora import LoraResult, lora_adapted, sft_examples, train_lora
 
 ALTERNATIVES_FILE = "alternatives.json"
 RESCORE_CHECK = 16  # test items the stage re-scores unsteered to check it scores as the sweep did
-_LORA_SEED_OFFSET = 7_919  # the LoRA training items: another draw from the train pool than the shots
+_LORA_SEED_OFFSET = LORA_SEED_OFFSET  # the LoRA training items: another draw from the train pool
 
 
 class StageRun(Protocol):
@@ -78,40 +81,6 @@ class StageRun(Protocol):
 def read_alternatives(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / ALTERNATIVES_FILE
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def compare_rows(method: str, task: str, split: str, mine: Sequence[ItemResult],
-                 base: Sequence[ItemResult], steered: Sequence[ItemResult] | None) -> dict[str, Any]:
-    """One ``baselines`` row: accuracy, Wilson interval, paired tests vs base and vs steered.
-    The three must hold exactly the same items (refused otherwise: the pairing would be wrong)."""
-    ids = [r.item_id for r in mine]
-    if sorted(ids) != sorted(r.item_id for r in base) or (
-            steered is not None and sorted(ids) != sorted(r.item_id for r in steered)):
-        raise LinsteerError(f"{method}: scored other items than the base on {task}/{split}; "
-                            "alternatives must be paired on the same items")
-    by_base = {r.item_id: r for r in base}
-    prop = proportion([r.correct for r in mine])
-    vs_base = mcnemar_exact([by_base[i].correct for i in ids], [r.correct for r in mine])
-    row: dict[str, Any] = {
-        "task": task, "split": split, "method": method, "n": prop.n, "accuracy": prop.p,
-        "ci_lo": prop.lo, "ci_hi": prop.hi, "n_fixed": vs_base.c, "n_broken": vs_base.b,
-        "delta_vs_base": vs_base.diff, "delta_lo": vs_base.diff_lo,
-        "delta_hi": vs_base.diff_hi, "p_vs_base": vs_base.p_value, "delta_vs_steered": None,
-        "delta_vs_steered_lo": None, "delta_vs_steered_hi": None, "p_vs_steered": None,
-        "gold_prob": None, "gold_prob_delta": None, "gold_prob_lo": None, "gold_prob_hi": None,
-        "items_sha256": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()}
-    probs = [(by_base[r.item_id].gold_prob, r.gold_prob) for r in mine]
-    pairs = [(b, s) for b, s in probs if b is not None and s is not None]
-    if len(pairs) >= 2:
-        diff = paired_diff_ci([b for b, _ in pairs], [s for _, s in pairs], n_boot=1000, n_perm=2000)
-        row.update(gold_prob=sum(s for _, s in pairs) / len(pairs), gold_prob_delta=diff.mean_diff,
-                   gold_prob_lo=diff.lo, gold_prob_hi=diff.hi)
-    if steered is not None:
-        by_steer = {r.item_id: r for r in steered}
-        vs = mcnemar_exact([by_steer[i].correct for i in ids], [r.correct for r in mine])
-        row.update(delta_vs_steered=vs.diff, delta_vs_steered_lo=vs.diff_lo,
-                   delta_vs_steered_hi=vs.diff_hi, p_vs_steered=vs.p_value)
-    return row
 
 
 def stored_items(store: ResultStore, task: str, split: str, key: SettingKey | None
@@ -152,13 +121,6 @@ def _score(run: StageRun, task: TaskSpec, split: str, fmt: PromptFormat | str, s
     return item_rows(items, base), (item_rows(items, per[0]) if setting else None), tokens, seconds
 
 
-def _cost(row: dict[str, Any], seconds: float, tokens: int, flops: float, eval_tokens: int,
-          fpt: float) -> dict[str, Any]:
-    return {**row, "seconds": seconds, "tokens": tokens, "flops": flops, "eval_tokens": eval_tokens,
-            "eval_tokens_per_item": eval_tokens / max(row["n"], 1),
-            "total_flops": flops + fpt * eval_tokens}
-
-
 def stage_alternatives(run: StageRun) -> None:
     """Score the configured alternatives on the reasoning task (``alternatives.json``)."""
     cfg, say = run.config, run.say
@@ -169,11 +131,10 @@ def stage_alternatives(run: StageRun) -> None:
         return
     lm = run.model()
     stage_start = time.perf_counter()
-    spec = sweep_spec(cfg, lm.n_layers)
-    task = next((t for t in spec.tasks if t.role == "reasoning" and not t.generative
-                 and t.name == "arith_mc"), None)
+    task = alternatives_task(sweep_spec(cfg, lm.n_layers).tasks)
     if task is None:
-        say("alternatives: need the built-in multiple-choice reasoning task arith_mc; skipped")
+        say("alternatives: need a reasoning task with our prompts (arith_mc, arith_gen or gsm8k=PATH); "
+            "skipped")
         return
     with ResultStore(store_path(run.dir)) as store:
         rows = run.rows if run.rows is not None else summarize(store)
@@ -187,11 +148,39 @@ def stage_alternatives(run: StageRun) -> None:
         base_test = stored_items(store, task.name, "test", None)
         steer_test = stored_items(store, task.name, "test", key) if key else None
         extraction = next((p for p in store.phases() if p.name == "extraction"), None)
-    fpt = flops_per_token(lm)
-    out: list[dict[str, Any]] = []
     if base_test is None:
         raise LinsteerError(f"alternatives: no stored baseline for {task.name}/test; run the sweep first")
     steer_cost = (extraction.seconds, extraction.tokens, extraction.flops) if extraction else (0.0, 0, 0.0)
+    paired = Paired(base_test, steer_test, setting, steer_cost, flops_per_token(lm))
+    if task.generative:
+        alt = gen_alternatives(lm, cfg, task, paired, say, RESCORE_CHECK)
+    else:
+        alt = _mc_alternatives(run, task, paired)
+    # dev accuracy, ties by gold probability, then by name (the later name, as before)
+    dev_rows = alt.dev_rows
+    best_prompt, prompt_agreement = (dev_choice({m: dev_rows[m] for m in sorted(dev_rows, reverse=True)})
+                                     if dev_rows else (None, None))
+    write_json(run.dir / ALTERNATIVES_FILE,
+               {"task": task.name, "split": "test", "generative": task.generative,
+                "prompt_format": task.prompt_format, "best_prompt": best_prompt,
+                "dev_accuracy": {m: sum(r.correct for r in d) / len(d) for m, d in dev_rows.items()},
+                "best_prompt_agreement": prompt_agreement,
+                "lora_lr_agreement": alt.lora.get("lr_agreement") if alt.lora else None,
+                "steered_setting": None if key is None else key._asdict(), "rows": alt.rows,
+                "lora": alt.lora, "seconds": time.perf_counter() - stage_start},
+               indent=1)
+    for r in alt.rows:
+        length = "" if r.get("mean_tokens") is None else (
+            f", {r['mean_tokens']:.0f} tokens per answer, {100 * r['unreadable']:.0f}% unreadable")
+        say(f"alternatives: {r['method']}: accuracy {100 * r['accuracy']:.1f}% "
+            f"(Δ vs base {100 * r['delta_vs_base']:+.1f} points, p = {r['p_vs_base']:.2g}{length})")
+    say(f"alternatives: done in {time.perf_counter() - stage_start:.1f}s")
+
+
+def _mc_alternatives(run: StageRun, task: TaskSpec, paired: Paired) -> AltRows:
+    """The multiple-choice path: every alternative scored by option log-likelihoods."""
+    cfg, say, lm = run.config, run.say, run.model()
+    base_test, steer_test, setting, fpt = paired.base_test, paired.steer_test, paired.setting, paired.fpt
     test_items = task.items("test")
     base_tokens = sum(len(r.ids) for r in mc_rows(lm, test_items, task.prompt_format, tree=True))
     first = test_items[:RESCORE_CHECK]  # scored again: this stage scores as the sweep did
@@ -200,48 +189,32 @@ def stage_alternatives(run: StageRun) -> None:
     stored = {r.item_id: r.correct for r in base_test}
     if any(stored.get(r.item_id) != r.correct for r in check):
         say("alternatives: warning: re-scoring the base here disagrees with the stored base")
-    out.append(_cost(compare_rows("base", task.name, "test", base_test, base_test, steer_test),
-                     0.0, 0, 0.0, base_tokens, fpt))
+    out = [cost_row(compare_rows("base", task.name, "test", base_test, base_test, steer_test),
+                    0.0, 0, 0.0, base_tokens, fpt)]
     if steer_test is not None:
-        out.append(_cost(compare_rows("steered", task.name, "test", steer_test, base_test, steer_test),
-                         *steer_cost, base_tokens, fpt))
+        out.append(cost_row(compare_rows("steered", task.name, "test", steer_test, base_test, steer_test),
+                            *paired.steer_cost, base_tokens, fpt))
     prompts: list[tuple[str, PromptFormat | str, int]] = []
     if "prompt" in cfg.baselines:
         prompts += [(f"prompt:{n}", instructed(task.prompt_format, n), 0) for n in INSTRUCTIONS]
     if "fewshot" in cfg.baselines:
         prompts.append((f"fewshot:{cfg.fewshot_k}", get_format(task.prompt_format), cfg.fewshot_k))
-    dev_acc: dict[str, float] = {}
     dev_rows: dict[str, list[ItemResult]] = {}
     for method, fmt, shots in prompts:
         say(f"alternatives: {method} on {task.name} dev + test ...")
-        dev, _, _, _ = _score(run, task, "dev", fmt, None, shots)
-        dev_acc[method] = sum(r.correct for r in dev) / len(dev)
-        dev_rows[method] = dev
+        dev_rows[method], _, _, _ = _score(run, task, "dev", fmt, None, shots)
         plain, steered, tokens, _ = _score(run, task, "test", fmt, setting, shots)
-        out.append(_cost(compare_rows(method, task.name, "test", plain, base_test, steer_test),
-                         0.0, 0, 0.0, tokens, fpt))
+        out.append(cost_row(compare_rows(method, task.name, "test", plain, base_test, steer_test),
+                            0.0, 0, 0.0, tokens, fpt))
         if steered is not None:
             name = f"steer+{method}" if method.startswith("prompt:") else f"steer+prompt:{method}"
             row = compare_rows(name, task.name, "test", steered, base_test, steer_test)
-            out.append(_cost(row, *steer_cost, tokens, fpt))
-    # dev accuracy, ties by gold probability, then by name (the later name, as before)
-    best_prompt, prompt_agreement = (dev_choice({m: dev_rows[m] for m in sorted(dev_rows, reverse=True)})
-                                     if dev_rows else (None, None))
-    lora_info: dict[str, Any] | None = None
+            out.append(cost_row(row, *paired.steer_cost, tokens, fpt))
+    lora: dict[str, Any] | None = None
     if "lora" in cfg.baselines:
-        lora_row, lora_info = _lora(run, task, base_test, steer_test, fpt)
+        lora_row, lora = _lora(run, task, base_test, steer_test, fpt)
         out.append(lora_row)
-    write_json(run.dir / ALTERNATIVES_FILE,
-               {"task": task.name, "split": "test", "best_prompt": best_prompt, "dev_accuracy": dev_acc,
-                "best_prompt_agreement": prompt_agreement,
-                "lora_lr_agreement": lora_info.get("lr_agreement") if lora_info else None,
-                "steered_setting": None if key is None else key._asdict(), "rows": out, "lora": lora_info,
-                "seconds": time.perf_counter() - stage_start},
-               indent=1)
-    for r in out:
-        say(f"alternatives: {r['method']}: accuracy {100 * r['accuracy']:.1f}% "
-            f"(Δ vs base {100 * r['delta_vs_base']:+.1f} points, p = {r['p_vs_base']:.2g})")
-    say(f"alternatives: done in {time.perf_counter() - stage_start:.1f}s")
+    return AltRows(out, dev_rows, lora)
 
 
 def _lora(run: StageRun, task: TaskSpec, base_test: Sequence[ItemResult],
@@ -270,17 +243,9 @@ def _lora(run: StageRun, task: TaskSpec, base_test: Sequence[ItemResult],
     lr, result, _ = next(t for t in tried if t[0] == best_lr)
     with lora_adapted(lm, result):
         plain, _, tokens, _ = _score(run, task, "test", task.prompt_format, None)
-    row = _cost(compare_rows("lora", task.name, "test", plain, base_test, steer_test),
-                result.seconds, result.tokens, result.flops, tokens, fpt)
-    info = {"rank": result.rank, "steps": result.steps, "batch_size": result.batch_size, "lr": lr,
-            "examples": result.examples, "trainable_params": result.trainable_params,
-            "seconds": result.seconds, "tokens": result.tokens, "answer_tokens": result.answer_tokens,
-            "flops": result.flops, "peak_rss_mb": result.peak_rss_mb, "losses": list(result.losses),
-            "dev_accuracy": {f"{t[0]:g}": t[2] for t in tried},
-            "first_last_loss": {f"{t[0]:g}": [t[1].losses[0], t[1].losses[-1]] for t in tried},
-            "search_seconds": sum(t[1].seconds for t in tried),
-            "search_flops": sum(t[1].flops for t in tried), "lr_agreement": lr_agreement}
-    return row, info
+    row = cost_row(compare_rows("lora", task.name, "test", plain, base_test, steer_test),
+                   result.seconds, result.tokens, result.flops, tokens, fpt)
+    return row, lora_info(lr, result, tried, lr_agreement)
 
 
 def _train_items(task: TaskSpec, n: int, seed: int) -> list[MCItem]:

@@ -84,7 +84,8 @@ PRESETS: dict[str, RunConfig] = {
                        strengths=(-0.5, -0.2, 0.2, 0.5, 1.0), n_null=5, n_dev=100, n_test=300,
                        tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"),
                        gen_format="gsm8k_cot_8shot", max_new_tokens=256,
-                       shots=3, neutral_texts=16, analysis_layers=12),
+                       shots=3, neutral_texts=16, analysis_layers=12,
+                       baselines=()),  # as before generative alternatives: none (--preset cot has them)
     # The seed post's experiment (Hong et al.'s released code, run on the fork): Llama-3.2-1B base
     # (siblings: SEED_FAMILY), the direction from an MMLU-Pro pool, their intervention on every
     # block (operator lirefs, alpha 0.1), their MMLU-Pro 5-shot CoT evaluation, 200 new tokens.
@@ -96,6 +97,12 @@ PRESETS: dict[str, RunConfig] = {
                       scan_top=0,  # the scan steers with add; the seed picks among layers
                       damage_cap=None, format_cap=None,
                       baselines=()),  # as published: no damage or format cap, no alternatives
+    # The default protocol with GSM8K 8-shot chain-of-thought as the reasoning task: answers
+    # generated (200 new tokens) and read with the seed's "The final answer is N", every
+    # alternative scored the same way on the same test items (few-shot and LoRA from GSM8K's
+    # train.jsonl beside the test file: the few-shot row replaces the 8 exemplars). For GPUs.
+    "cot": RunConfig(tasks=("gsm8k=data/gsm8k/test.jsonl", "facts_mc"), gen_format="seed_gsm8k_8shot",
+                     max_new_tokens=200, n_test=200),
     # The four offline models through one protocol on a CPU: small n, every layer scanned on dev.
     "compare": RunConfig(n_per_class=16, n_null=2, n_dev=8, n_test=16, scan_top=1, scan_items=12,
                          neutral_texts=2, analysis_layers=6, batch_size=8,
@@ -174,12 +181,15 @@ def make_config(preset: str = "quick", file: str | Path | None = None,
     return config
 
 
+DATA_PRESETS = ("paper", "seed", "cot")  # presets that name benchmark files
+
+
 def with_data(config: RunConfig, preset: str, *, tasks: bool = True) -> RunConfig:
-    """The preset's own data paths (paper, seed) resolved before any work: the file when it
+    """The preset's own data paths (paper, seed, cot) resolved before any work: the file when it
     exists, else a hub copy when online, else one line naming the file to pass. Paths the user
     gave are left to the loaders (a missing one is refused there, also before any work)."""
     default = PRESETS.get(preset)
-    if default is None or preset not in ("paper", "seed"):
+    if default is None or preset not in DATA_PRESETS:
         return config
     contrast = config.contrast
     if contrast == default.contrast:

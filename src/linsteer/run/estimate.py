@@ -4,7 +4,8 @@ config and the items, over this machine's measured matmul speed.
 The count follows what the stages run (:mod:`linsteer.run.stages`): extraction; the layer scan
 (each scanned direction calibrated at every layer, then scored); the sweep's calibration, its
 conditions on every task split and on neutral text; the alternatives (prompts on dev and test,
-LoRA training and scoring at each learning rate). A forward costs ``2 x block parameters`` per
+LoRA training and scoring at each learning rate; generated answers at ``max_new_tokens`` each
+on a generative task). A forward costs ``2 x block parameters`` per
 token through the blocks it runs (a replayed condition at layer ``L`` runs the blocks above
 ``L`` only) plus ``2 x hidden x vocabulary`` per position the LM head scores; training costs
 three forwards. The sweep's layer is not known before the scan: the estimate takes the middle of
@@ -25,11 +26,13 @@ from linsteer.model.head import output_head
 from linsteer.model.load import LoadedModel
 from linsteer.prompts.formats import PromptFormat, get_format
 from linsteer.prompts.instructions import INSTRUCTIONS, instructed
+from linsteer.prompts.worked import fewshot_format
 from linsteer.run.config import RunConfig, sweep_spec
+from linsteer.run.gen_alternatives import LORA_SEED_OFFSET, sft_pairs
 from linsteer.score.mc import MCRow, mc_rows
 from linsteer.score.neutral import neutral_texts
 from linsteer.sweep.run import flops_per_token
-from linsteer.sweep.tasks import TaskSpec
+from linsteer.sweep.tasks import TaskSpec, alternatives_task
 
 BUDGET_S = 600.0  # the default run's budget on 2 CPU cores
 # Achieved model FLOP/s over the matmul's, measured on cold default runs of Gemma 3 270M on 2 Zen 5
@@ -112,9 +115,10 @@ def _mc_counts(lm: LoadedModel, task: TaskSpec, split: str, fmt: PromptFormat | 
     return sum(len(r.ids) for r in rows), sum(_scored(r) for r in rows)
 
 
-def _gen_counts(lm: LoadedModel, task: TaskSpec, split: str) -> tuple[int, int]:
+def _gen_counts(lm: LoadedModel, task: TaskSpec, split: str, fmt: PromptFormat | None = None
+                ) -> tuple[int, int]:
     items = task.gen_items(split)
-    prompts = [get_format(task.prompt_format).render_item(it) for it in items]
+    prompts = [(fmt or get_format(task.prompt_format)).render_item(it) for it in items]
     tokens = sum(len(t) for t in lm.tokenizer(prompts)["input_ids"])
     generated = len(items) * task.max_new_tokens
     return tokens + generated, generated
@@ -157,8 +161,38 @@ def run_flops(config: RunConfig, lm: LoadedModel, *, steered_layers: tuple[int, 
         for split in ("dev", "test"):
             tokens, scored = _gen_counts(lm, task, split) if task.generative else _mc_counts(lm, task, split)
             total += costs.pass_flops(tokens, scored, conditions, share)
-    if config.baselines and reasoning is not None:
-        total += _alternatives_flops(config, lm, reasoning, costs, share)
+    alternatives = alternatives_task(spec.tasks) if config.baselines else None
+    if alternatives is not None and alternatives.generative:
+        total += _gen_alternatives_flops(config, lm, alternatives, costs, share)
+    elif alternatives is not None:
+        total += _alternatives_flops(config, lm, alternatives, costs, share)
+    return total
+
+
+def _gen_alternatives_flops(config: RunConfig, lm: LoadedModel, task: TaskSpec, costs: _Costs,
+                            share: float) -> float:
+    """The generative alternatives (:mod:`linsteer.run.gen_alternatives`): each prompt's answers on
+    dev and test (steered on top on test), LoRA on worked solutions at each rate."""
+    total = 0.0
+    fmts: list[PromptFormat] = []
+    if "prompt" in config.baselines:
+        fmts += [instructed(task.prompt_format, name) for name in INSTRUCTIONS]
+    if "fewshot" in config.baselines:
+        fmts.append(fewshot_format(task.prompt_format, task.train_gen_items(config.fewshot_k, config.seed)))
+    for fmt in fmts:
+        total += (costs.pass_flops(*_gen_counts(lm, task, "dev", fmt), 0, share)
+                  + costs.pass_flops(*_gen_counts(lm, task, "test", fmt), 1, share))
+    if "lora" in config.baselines:
+        items = task.train_gen_items(config.n_per_class, config.seed + LORA_SEED_OFFSET)
+        prompts, answers = sft_pairs(task, items)
+        example = sum(len(t) for t in lm.tokenizer([p + a for p, a in zip(prompts, answers, strict=True)])[
+            "input_ids"]) / max(1, len(items))
+        answer = sum(len(t) for t in lm.tokenizer(answers)["input_ids"]) / max(1, len(items))
+        steps = config.lora_steps * LORA_BATCH
+        per_lr = 3 * steps * (example * costs.per_token + answer * costs.per_head)
+        dev, test = _gen_counts(lm, task, "dev"), _gen_counts(lm, task, "test")
+        total += len(config.lora_lrs) * (per_lr + costs.pass_flops(*dev, 0, share))
+        total += costs.pass_flops(*test, 0, share)
     return total
 
 

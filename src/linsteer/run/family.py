@@ -49,10 +49,11 @@ from linsteer.report.family_figures import finite_range, member_accuracy_figure,
 from linsteer.report.html import write_report
 from linsteer.results.selection import Headline
 from linsteer.results.table import summarize
-from linsteer.run.alternatives import compare_rows, read_alternatives, stored_items
+from linsteer.run.alternatives import read_alternatives, stored_items
 from linsteer.run.compare import similarity_figures
 from linsteer.run.config import RunConfig, make_config, sweep_spec, with_data
 from linsteer.run.lock import run_lock
+from linsteer.run.paired import compare_rows
 from linsteer.run.rundir import new_run_dir
 from linsteer.run.stages import Run, Say, plan_sweep, run_all, stage_extract
 from linsteer.run.validate import validate_config

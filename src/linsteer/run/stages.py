@@ -30,7 +30,13 @@ from linsteer.model.cpudtype import machine_text
 from linsteer.model.load import LoadedModel, load_model
 from linsteer.prompts.spec import contrast_from_spec
 from linsteer.report.alternatives import baselines_json, cost_figure, cost_rows, summary_html, table_rows
-from linsteer.report.content import analysis_figures, confound_html, cost_table, steering_figures
+from linsteer.report.content import (
+    analysis_figures,
+    confound_html,
+    cost_table,
+    cot_length_figures,
+    steering_figures,
+)
 from linsteer.report.html import write_report
 from linsteer.report.scan_figures import scan_caption, scan_figure
 from linsteer.results.selection import headline_from_rows
@@ -305,12 +311,13 @@ def stage_report(run: Run) -> None:
                                             fixed=fixed, memorization_task=headline.memorization_task))
     figs, profile_rows = analysis_figures(acts, vector, cfg.analysis_layers)
     figs += steering_figures(primary, headline, cfg.unit, strengths_label(cfg.strengths, cfg.unit))
+    alternatives = read_alternatives(run.dir)
+    figs += cot_length_figures(primary, alternatives)  # generative tasks only: accuracy vs CoT length
     test_real = [r for r in rows if r["split"] == "test" and r["kind"] in ("baseline", "real")]
     controls_file = run.dir / "controls.json"
     controls = json.loads(controls_file.read_text()) if controls_file.exists() else []
     control_rows = [{"kind": c["kind"], "seed": c["seed"],
                      **{f"cos_L{k}": round(v, 3) for k, v in c["cos_to_real"].items()}} for c in controls]
-    alternatives = read_alternatives(run.dir)
     tables: list[tuple[str, Sequence[Row]]] = [
         ("Cost and benefit", cost_table(run.dir, headline) + cost_rows(alternatives)),
         *([("Steering vs the alternatives", table_rows(alternatives))] if alternatives else []),

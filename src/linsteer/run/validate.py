@@ -22,26 +22,13 @@ from linsteer.model.load import model_config, parse_dtype
 from linsteer.prompts.answer_rules import answer_rule
 from linsteer.prompts.formats import get_format, question_format
 from linsteer.prompts.spec import contrast_from_spec
+from linsteer.prompts.worked import fewshot_format
 from linsteer.run.config import RunConfig, task_specs
 from linsteer.score.neutral import available_neutral_texts
 from linsteer.steer.setting import UNITS, check_setting_operator
-from linsteer.sweep.tasks import is_generative, own_format, task_role
+from linsteer.sweep.tasks import alternatives_task, is_generative, own_format, task_role, train_file
 
 MIN_PER_CLASS = 5  # the report's separability uses 5-fold cross-validation
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def model_n_layers(spec: str, trust_remote_code: bool = False) -> int:
@@ -157,6 +144,38 @@ def check_task_counts(config: RunConfig) -> None:
                             f"{have} are built in; use at most {have}")
 
 
+def check_alternatives(config: RunConfig) -> None:
+    """The alternatives' data, before any work: few-shot needs ``fewshot_k`` solved train items
+    and LoRA ``n_per_class`` of them; a generative task's come from its train file (beside the
+    test file, ``test`` -> ``train`` in the name: :func:`~linsteer.sweep.tasks.train_file`) with
+    worked solutions."""
+    task = alternatives_task(task_specs(config)) if config.baselines else None
+    wants = [b for b in ("fewshot", "lora") if b in config.baselines]
+    if task is None or not wants:
+        return
+    if not task.generative:
+        if "fewshot" in wants:
+            replace(task, shots=config.fewshot_k).items("dev")  # refuses a too small train pool
+        return
+    kind, _, path = task.name.partition("=")
+    if path and train_file(task.name) is None:
+        where = ("MGSM has test items only" if kind == "mgsm" else
+                 f"there is no train file beside {path} (its name with test -> train)")
+        raise LinsteerError(f"alternatives {' and '.join(wants)} on {kind} need solved train items, but "
+                            f"{where}; put the train file there or set baselines: [prompt]")
+    pool = task.train_pool()
+    for name, want, key in (("fewshot", config.fewshot_k, "fewshot_k"),
+                            ("lora", config.n_per_class, "n_per_class (--n)")):
+        if name in wants and pool is not None and want > len(pool):
+            raise LinsteerError(f"{key}: {name} asks for {want} solved train items but "
+                                f"{train_file(task.name)} has {len(pool)}; lower {key.split()[0]}")
+    if "fewshot" in wants:  # every exemplar has a worked solution, in a format that shows exemplars
+        try:
+            fewshot_format(task.prompt_format, task.train_gen_items(config.fewshot_k, config.seed))
+        except LinsteerError as exc:
+            raise LinsteerError(f"alternatives fewshot: {exc}") from exc
+
+
 def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> RunConfig:
     """Check every key of a run configuration; return it with its layers normalised."""
 
@@ -194,6 +213,7 @@ def validate_config(config: RunConfig, *, trust_remote_code: bool = False) -> Ru
     _check_tasks(config.tasks)
     contrast_from_spec(config.contrast, config.n_per_class, config.seed)  # prompts per class
     check_task_counts(config)
+    check_alternatives(config)
     n_layers = model_n_layers(config.model, trust_remote_code)
     layers = None if config.layers is None else tuple(check_layers(config.layers, n_layers))
     return replace(config, layers=layers)

@@ -34,7 +34,7 @@ from linsteer.generate.eager import GenerationOutput, generate_answers
 from linsteer.generate.static import SteeredGenerator
 from linsteer.model.load import LoadedModel
 from linsteer.prompts.answer_rules import answer_rule
-from linsteer.prompts.formats import get_format
+from linsteer.prompts.formats import PromptFormat, get_format
 from linsteer.prompts.items import GenItem
 from linsteer.score.records import ItemResult, score_generation
 from linsteer.steer.hooks import Steer, SteeringHandle, steering
@@ -70,7 +70,7 @@ def score_gen(
     items: Sequence[GenItem],
     settings: Sequence[Setting],
     *,
-    prompt_format: str = "zero_shot",
+    prompt_format: str | PromptFormat = "zero_shot",
     batch_size: int = 16,
     max_new_tokens: int = 24,
     max_rows: int = 64,
@@ -82,7 +82,9 @@ def score_gen(
 ) -> GenScores:
     """Greedy answers of every item, unsteered and under each setting, read by the format's rule.
 
-    ``batch_size``: rows in flight (``engine="cot"``) or rows per ``generate`` batch (``"full"``);
+    ``prompt_format``: a format's name or value (an instructed or few-shot variant is read by
+    its base format's rule, ``PromptFormat.rule_name``). ``batch_size``: rows in flight
+    (``engine="cot"``) or rows per ``generate`` batch (``"full"``);
     ``max_rows``: the most rows of one steering pass of the ``"full"`` engine and of the compiled
     path. ``compiled``: take the compiled generator (None: on CUDA); ``generators`` keeps its
     compiled steps for reuse across calls (the caller closes them). ``stats`` (cot engine) adds up
@@ -90,11 +92,11 @@ def score_gen(
     """
     if engine not in ENGINES:
         raise LinsteerError(f"unknown generation engine {engine!r}; use {' or '.join(ENGINES)}")
-    fmt = get_format(prompt_format)
+    fmt = get_format(prompt_format) if isinstance(prompt_format, str) else prompt_format
     prompts = [fmt.render_item(item) for item in items]
     # MGSM items (source "mgsm:<language>") are read by their language's number conventions
     languages = {i.source.split(":")[1] for i in items if i.source.startswith("mgsm:") and ":" in i.source}
-    rule = answer_rule(fmt.name, languages.pop() if len(languages) == 1 else None)
+    rule = answer_rule(fmt.rule_name, languages.pop() if len(languages) == 1 else None)
     stats = stats if stats is not None else CotStats()
 
     def score(outs: Sequence[GenerationOutput]) -> list[ItemResult]:

@@ -10,7 +10,10 @@ on the reasoning items, :mod:`linsteer.prompts.seed_mmlu`: generation, the lette
 from __future__ import annotations
 
 import hashlib
+import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from linsteer.errors import LinsteerError
@@ -44,6 +47,19 @@ def is_generative(name: str) -> bool:
     """Whether a task is answered by generation (``arith_gen`` and every benchmark file) rather
     than scored by option log-likelihood."""
     return name in GEN_TASKS or benchmark_of(name) is not None
+
+
+def train_file(name: str) -> Path | None:
+    """The train file of a benchmark task ``gsm8k=PATH`` (the solved items few-shot and LoRA draw
+    from): beside PATH, ``test`` replaced by ``train`` in its name (``.../test.jsonl`` ->
+    ``.../train.jsonl``; a folder: its ``train.jsonl``). None when there is no such file, and for
+    MGSM (test items only) and built-in tasks."""
+    bench = benchmark_of(name)
+    if bench is None or bench[0] == "mgsm":
+        return None
+    path = Path(bench[1])
+    found = path / "train.jsonl" if path.is_dir() else path.with_name(path.name.replace("test", "train"))
+    return found if found != path and found.is_file() else None
 
 
 def task_role(name: str) -> str:
@@ -105,3 +121,37 @@ class TaskSpec:
                                       shots=self.shots, seed=self.seed, exclude=self.exclude)
         items = load_benchmark(kind, path, split="test")
         return [item for item in items[(0 if split == "dev" else 1)::2] if isinstance(item, GenItem)][:n]
+
+    def train_pool(self) -> list[GenItem] | None:
+        """Every solved item of a benchmark task's train file (:func:`train_file`), in file order;
+        None for the built-in problems (their train pool is drawn, :meth:`train_gen_items`)."""
+        if self.name == "arith_gen":
+            return None
+        path = train_file(self.name)
+        if path is None:
+            raise LinsteerError(f"{self.name.partition('=')[0]}: no train file beside "
+                                f"{self.name.partition('=')[2]} (its name with test -> train); few-shot "
+                                "and LoRA need solved train items: put the train file there or drop "
+                                "fewshot and lora from baselines")
+        items = load_benchmark(self.name.partition("=")[0], path, split="train")
+        return [item for item in items if isinstance(item, GenItem)]
+
+    def train_gen_items(self, n: int, seed: int) -> list[GenItem]:
+        """``n`` solved train items (disjoint from dev and test), drawn with ``seed``: the built-in
+        problems' ``train`` pool, or a sample of the benchmark's train file."""
+        if self.name == "arith_gen":
+            return arithmetic_problems(n, steps=(1, 2), seed=seed, pool="train")
+        pool = self.train_pool() or []
+        if n > len(pool):
+            raise LinsteerError(f"{self.name.partition('=')[0]}: asked for {n} train items but the "
+                                f"train file has {len(pool)}; lower fewshot_k / n_per_class")
+        return random.Random(f"train|{seed}").sample(pool, n)
+
+
+def alternatives_task(tasks: Sequence[TaskSpec]) -> TaskSpec | None:
+    """The task a run's alternatives to steering are scored on: its first reasoning task (the
+    headline's), multiple choice (``arith_mc``) or generation (``arith_gen``, ``gsm8k=PATH``, ...);
+    a task whose items carry their own prompt (``mmlu_pro_cot=PATH``) is not one (no prompt or
+    exemplars of ours go into it); None without one."""
+    return next((t for t in tasks if t.role == "reasoning" and own_format(t.name) is None
+                 and (t.generative or t.name == "arith_mc")), None)

@@ -1,10 +1,12 @@
 """LoRA supervised fine-tuning: the post-training alternative to steering, at matched data.
 
-:func:`train_lora` fits a LoRA adapter (``peft``) to ``(prompt, answer)`` pairs with the loss on
-the answer tokens only, and measures its cost (wall time, tokens, FLOPs, peak memory). The
-batches are left-padded so every row ends at the same position: the model's own head (and its
-final-logit soft-capping, where it has one) then runs only on the last ``max answer length + 1``
-positions (``logits_to_keep``), never on the whole ``[B, T, 262k]`` vocabulary of Gemma 3.
+:func:`train_lora` fits a LoRA adapter (``peft``) to ``(prompt, answer)`` pairs (multiple
+choice: the gold option, :func:`sft_examples`; generation: the worked solution,
+:func:`text_sft_examples`) with the loss on the answer tokens only, and measures its cost (wall
+time, tokens, FLOPs, peak memory). The batches are left-padded so every row ends at the same
+position: the model's own head (and its final-logit soft-capping, where it has one) then runs only
+on the last ``max answer length + 1`` positions (``logits_to_keep``), never on the whole
+``[B, T, 262k]`` vocabulary of Gemma 3.
 :func:`lora_adapted` applies the adapter in place for a ``with`` block and removes it after, so
 the same :class:`~linsteer.model.load.LoadedModel` (and every scorer) evaluates the adapted
 model, and the model is unchanged afterwards.
@@ -47,13 +49,20 @@ class SFTExample:
 
 def sft_examples(lm: LoadedModel, items: Sequence[MCItem], fmt: PromptFormat) -> list[SFTExample]:
     """Each item's prompt in ``fmt`` followed by its gold continuation (what the scorer reads)."""
-    prompts = tokenize(lm, [fmt.render_item(it) for it in items])
     answers = [fmt.continuations(it.options)[it.gold] for it in items]
-    answer_ids = lm.tokenizer(answers, add_special_tokens=False)["input_ids"]
+    return text_sft_examples(lm, [fmt.render_item(it) for it in items], answers, [it.id for it in items])
+
+
+def text_sft_examples(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str],
+                      ids: Sequence[str]) -> list[SFTExample]:
+    """Prompts (with BOS) followed by the answer texts to learn (a generation task: each item's
+    worked solution); ``ids`` name the items in errors."""
+    prompt_ids = tokenize(lm, list(prompts))
+    answer_ids = lm.tokenizer(list(answers), add_special_tokens=False)["input_ids"]
     out = []
-    for it, p, a in zip(items, prompts, answer_ids, strict=True):
+    for name, p, a in zip(ids, prompt_ids, answer_ids, strict=True):
         if not a:
-            raise LinsteerError(f"item {it.id}: its answer tokenises to nothing; it cannot be trained on")
+            raise LinsteerError(f"item {name}: its answer tokenises to nothing; it cannot be trained on")
         out.append(SFTExample(tuple(p), tuple(a)))
     return out
 
