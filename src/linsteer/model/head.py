@@ -109,7 +109,7 @@ def blocked_head(model: nn.Module) -> Iterator[None]:
         with contiguous_head(model):
             yield
         return
-    head.forward = _blocked_linear(weight, head.bias)  # type: ignore[method-assign]
+    head.forward = _blocked_linear(weight, head.bias)  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
