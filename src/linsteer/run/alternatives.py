@@ -48,7 +48,7 @@ from linsteer.results.selection import headline_from_rows
 from linsteer.results.table import CellRow, summarize
 from linsteer.run.config import RunConfig, sweep_spec
 from linsteer.run.gen_alternatives import LORA_SEED_OFFSET, gen_alternatives
-from linsteer.run.paired import AltRows, Paired, compare_rows, cost_row, lora_info
+from linsteer.run.paired import AltRows, Paired, compare_rows, cost_row, lora_info, lora_search
 from linsteer.score.mc import item_rows, mc_rows, score_mc
 from linsteer.score.records import ItemResult
 from linsteer.score.replay import Replayer
@@ -56,7 +56,7 @@ from linsteer.steer.setting import Setting, SettingKey
 from linsteer.sweep.run import flops_per_token
 from linsteer.sweep.store import ResultStore, store_path
 from linsteer.sweep.tasks import TaskSpec, alternatives_task
-from linsteer.train.lora import LoraResult, lora_adapted, sft_examples, train_lora
+from linsteer.train.lora import lora_adapted, sft_examples
 
 ALTERNATIVES_FILE = "alternatives.json"
 RESCORE_CHECK = 16  # test items the stage re-scores unsteered to check it scores as the sweep did
@@ -226,21 +226,9 @@ def _lora(run: StageRun, task: TaskSpec, base_test: Sequence[ItemResult],
     cfg, say, lm = run.config, run.say, run.model()
     train_items = _train_items(task, cfg.n_per_class, cfg.seed)
     examples = sft_examples(lm, train_items, get_format(task.prompt_format))
-    tried: list[tuple[float, LoraResult, float]] = []
-    dev_rows: dict[float, list[ItemResult]] = {}
-    for lr in cfg.lora_lrs:
-        say(f"alternatives: LoRA SFT (rank {cfg.lora_rank}, {cfg.lora_steps} steps, lr {lr:g}) on "
-            f"{len(train_items)} {task.name} train examples ...")
-        result = train_lora(lm, examples, steps=cfg.lora_steps, rank=cfg.lora_rank, lr=lr, seed=cfg.seed)
-        with lora_adapted(lm, result):
-            dev, _, _, _ = _score(run, task, "dev", task.prompt_format, None)
-        dev_acc = sum(r.correct for r in dev) / len(dev)
-        tried.append((lr, result, dev_acc))
-        dev_rows[lr] = dev
-        say(f"alternatives: LoRA lr {lr:g}: trained in {result.seconds:.1f}s ({result.tokens} tokens, "
-            f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}), dev accuracy {100 * dev_acc:.1f}%")
-    best_lr, lr_agreement = dev_choice(dev_rows, tie={t[0]: -t[0] for t in tried})
-    lr, result, _ = next(t for t in tried if t[0] == best_lr)
+    what = f"{len(train_items)} {task.name} train examples"
+    lr, result, lr_agreement, tried, _ = lora_search(
+        lm, examples, cfg, lambda: _score(run, task, "dev", task.prompt_format, None)[0], say, what)
     with lora_adapted(lm, result):
         plain, _, tokens, _ = _score(run, task, "test", task.prompt_format, None)
     row = cost_row(compare_rows("lora", task.name, "test", plain, base_test, steer_test),

@@ -30,14 +30,13 @@ from linsteer.prompts.formats import PromptFormat, get_format
 from linsteer.prompts.instructions import INSTRUCTIONS, instructed
 from linsteer.prompts.items import GenItem
 from linsteer.prompts.worked import fewshot_format, holds_exemplars, worked_answer
-from linsteer.results.agreement import dev_choice
 from linsteer.run.config import RunConfig
-from linsteer.run.paired import AltRows, Paired, compare_rows, cost_row, lora_info
+from linsteer.run.paired import AltRows, Paired, compare_rows, cost_row, lora_info, lora_search
 from linsteer.score.generated import score_gen
 from linsteer.score.records import ItemResult
 from linsteer.steer.setting import Setting
 from linsteer.sweep.tasks import TaskSpec
-from linsteer.train.lora import LoraResult, lora_adapted, text_sft_examples, train_lora
+from linsteer.train.lora import lora_adapted, text_sft_examples
 
 LORA_SEED_OFFSET = 7_919  # the LoRA training items: another draw from the train pool than the shots
 
@@ -132,21 +131,9 @@ def _lora(lm: LoadedModel, cfg: RunConfig, task: TaskSpec, score: _Scorer, paire
     train_items = task.train_gen_items(cfg.n_per_class, cfg.seed + LORA_SEED_OFFSET)
     prompts, answers = sft_pairs(task, train_items)
     examples = text_sft_examples(lm, prompts, answers, [it.id for it in train_items])
-    tried: list[tuple[float, LoraResult, float]] = []
-    dev_rows: dict[float, list[ItemResult]] = {}
-    for lr in cfg.lora_lrs:
-        say(f"alternatives: LoRA SFT (rank {cfg.lora_rank}, {cfg.lora_steps} steps, lr {lr:g}) on "
-            f"{len(train_items)} {task.name.partition('=')[0]} train solutions ...")
-        result = train_lora(lm, examples, steps=cfg.lora_steps, rank=cfg.lora_rank, lr=lr, seed=cfg.seed)
-        with lora_adapted(lm, result):
-            dev, _ = score("dev", task.prompt_format)
-        dev_acc = sum(r.correct for r in dev) / len(dev)
-        tried.append((lr, result, dev_acc))
-        dev_rows[lr] = dev
-        say(f"alternatives: LoRA lr {lr:g}: trained in {result.seconds:.1f}s ({result.tokens} tokens, "
-            f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}), dev accuracy {100 * dev_acc:.1f}%")
-    best_lr, lr_agreement = dev_choice(dev_rows, tie={t[0]: -t[0] for t in tried})
-    lr, result, _ = next(t for t in tried if t[0] == best_lr)
+    what = f"{len(train_items)} {task.name.partition('=')[0]} train solutions"
+    lr, result, lr_agreement, tried, _ = lora_search(
+        lm, examples, cfg, lambda: score("dev", task.prompt_format)[0], say, what)
     test_items = task.gen_items("test")
     with lora_adapted(lm, result):
         plain, _ = score("test", task.prompt_format, items=test_items)

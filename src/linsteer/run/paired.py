@@ -11,15 +11,16 @@ read (``unreadable``); :func:`cost_row` adds a method's measured cost.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from linsteer.errors import LinsteerError
+from linsteer.results.agreement import dev_choice
 from linsteer.results.stats import mcnemar_exact, paired_diff_ci, proportion
 from linsteer.score.records import ItemResult
 from linsteer.steer.setting import Setting
-from linsteer.train.lora import LoraResult
+from linsteer.train.lora import LoraResult, SFTExample, lora_adapted, train_lora
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,29 @@ def lora_info(lr: float, result: LoraResult, tried: Sequence[tuple[float, LoraRe
             "first_last_loss": {f"{t[0]:g}": [t[1].losses[0], t[1].losses[-1]] for t in tried},
             "search_seconds": sum(t[1].seconds for t in tried),
             "search_flops": sum(t[1].flops for t in tried), "lr_agreement": lr_agreement}
+
+
+def lora_search(lm: Any, examples: Sequence[SFTExample], cfg: Any, score_dev: Callable[[], list[ItemResult]],
+                say: Callable[[str], None], what: str
+                ) -> tuple[float, LoraResult, float | None, list[tuple[float, LoraResult, float]],
+                           dict[float, list[ItemResult]]]:
+    """LoRA SFT on ``examples`` at each rate of ``cfg.lora_lrs``, each scored on dev by
+    ``score_dev`` (inside the adapter); the best dev accuracy (ties: the smaller rate, via
+    :func:`~linsteer.results.agreement.dev_choice`). Returns (rate, its run, the choice's bootstrap
+    agreement, every (rate, run, dev accuracy), the dev rows per rate). ``what``: the training
+    data, for the progress lines."""
+    tried: list[tuple[float, LoraResult, float]] = []
+    dev_rows: dict[float, list[ItemResult]] = {}
+    for lr in cfg.lora_lrs:
+        say(f"alternatives: LoRA SFT (rank {cfg.lora_rank}, {cfg.lora_steps} steps, lr {lr:g}) on {what} ...")
+        result = train_lora(lm, examples, steps=cfg.lora_steps, rank=cfg.lora_rank, lr=lr, seed=cfg.seed)
+        with lora_adapted(lm, result):
+            dev = score_dev()
+        dev_acc = sum(r.correct for r in dev) / len(dev)
+        tried.append((lr, result, dev_acc))
+        dev_rows[lr] = dev
+        say(f"alternatives: LoRA lr {lr:g}: trained in {result.seconds:.1f}s ({result.tokens} tokens, "
+            f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}), dev accuracy {100 * dev_acc:.1f}%")
+    best_lr, agreement = dev_choice(dev_rows, tie={t[0]: -t[0] for t in tried})
+    lr, result, _ = next(t for t in tried if t[0] == best_lr)
+    return lr, result, agreement, tried, dev_rows
